@@ -1,0 +1,1 @@
+"""Data: sequences and readers, synthetic videos, crops, pair datasets."""
