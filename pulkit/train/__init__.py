@@ -1,0 +1,1 @@
+"""Training: shared loop machinery and the stages (BD, mining, TC, supervised)."""
