@@ -105,6 +105,9 @@ class BDConfig:
     min_aspect: float = 0.5
     max_aspect: float = 2.0
     texture_prior: bool = True                # reject flat candidates (sky, walls)
+    texture_min: float = 2.0                  # texture prior: min mean gradient magnitude (grey levels/px) of a kept patch
+    texture_tries: int = 10                   # texture prior: proposals drawn per wanted candidate in a frame
+    crop_sz: int = 127                        # candidate exemplar crop side in pixels (SiamFC z)
     max_candidates: int = 20000
     checkpoint_every: int = 200
     log_every: int = 10
