@@ -1,4 +1,10 @@
-"""Image decoding with clear errors: every frame read in pulkit goes through ``read_rgb``."""
+"""Image decoding with clear errors: every frame read in pulkit goes through ``read_rgb``.
+
+OpenCV decodes a JPEG cut short without complaint (the missing rows come back grey), so
+``read_rgb`` checks the container first: a JPEG must end its last scan with an EOI marker
+(``FF D9``) and a PNG must hold its ``IEND`` chunk.  A file that fails either check, is empty,
+or does not decode raises ``ImageError`` naming the file.
+"""
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,32 +12,84 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+_JPEG_SOI = b"\xff\xd8"
+_JPEG_SOS = b"\xff\xda"
+_JPEG_EOI = b"\xff\xd9"
+_PNG_SIG = b"\x89PNG\r\n\x1a\n"
+
 
 class ImageError(ValueError):
     """An image file that cannot be decoded (the message names it)."""
 
 
-def read_rgb(path: str | Path) -> np.ndarray:
-    """Decode ``path`` to an RGB uint8 array H x W x 3 (grayscale and RGBA are converted)."""
-    path = Path(path)
-    data = np.fromfile(str(path), dtype=np.uint8) if path.is_file() else None
-    if data is None:
+def _read_bytes(path: Path) -> np.ndarray:
+    if path.is_dir():
+        raise ImageError(f"{path}: is a folder, expected an image file")
+    if not path.is_file():
         raise ImageError(f"{path}: no such image file")
+    try:
+        data = np.fromfile(str(path), dtype=np.uint8)
+    except OSError as e:
+        raise ImageError(f"{path}: cannot read image file ({e.strerror or e})") from None
     if data.size == 0:
         raise ImageError(f"{path}: empty (zero-byte) image file")
+    return data
+
+
+def check_complete(data: bytes | np.ndarray, path: str | Path = "<bytes>") -> None:
+    """Raise ``ImageError`` when JPEG or PNG bytes are visibly truncated.
+
+    JPEG: the last ``EOI`` must come after the last start-of-scan (an EXIF thumbnail carries
+    its own SOS/EOI near the start, so "some EOI somewhere" is not enough).  Entropy-coded
+    data never contains ``FF DA`` / ``FF D9`` (0xFF is stuffed as ``FF 00``), so the rule is exact.
+    PNG: an ``IEND`` chunk must be present.  Other formats are left to the decoder.
+    """
+    b = data.tobytes() if isinstance(data, np.ndarray) else bytes(data)
+    if b[:2] == _JPEG_SOI:
+        sos, eoi = b.rfind(_JPEG_SOS), b.rfind(_JPEG_EOI)
+        if sos < 0 or eoi < sos:
+            raise ImageError(f"{path}: truncated JPEG (no end-of-image marker after the last scan)")
+    elif b[:8] == _PNG_SIG and b.rfind(b"IEND") < 0:
+        raise ImageError(f"{path}: truncated PNG (no IEND chunk)")
+
+
+def read_rgb(path: str | Path) -> np.ndarray:
+    """Decode ``path`` to an RGB uint8 array H x W x 3 (grayscale, RGBA and 16-bit are converted)."""
+    path = Path(path)
+    data = _read_bytes(path)
+    check_complete(data, path)
     img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
-    if img is None:
+    if img is None or img.size == 0:
         raise ImageError(f"{path}: cannot decode image (corrupt or unsupported format)")
     return to_rgb(img, bgr=True)
 
 
+def image_size(path: str | Path) -> tuple[int, int]:
+    """``(width, height)`` of an image from its header alone (fast; no pixel decoding)."""
+    from PIL import Image, UnidentifiedImageError
+
+    path = Path(path)
+    _read_bytes(path)
+    try:
+        with Image.open(path) as im:
+            return int(im.size[0]), int(im.size[1])
+    except (UnidentifiedImageError, OSError, SyntaxError) as e:
+        raise ImageError(f"{path}: not a readable image ({e})") from None
+
+
 def to_rgb(img, bgr: bool = False) -> np.ndarray:
-    """Any PIL image or array (gray, RGB, RGBA, BGR) to an RGB uint8 H x W x 3 array."""
+    """Any PIL image or array (gray, RGB, RGBA, BGR) to an RGB uint8 H x W x 3 array.
+
+    uint16 input (16-bit PNG) is scaled by 255 / 65535; float input in [0, 1] is scaled by 255.
+    """
     if not isinstance(img, np.ndarray):
         img = np.asarray(img.convert("RGB"))
         bgr = False
     if img.dtype != np.uint8:
-        if np.issubdtype(img.dtype, np.floating):
+        if img.dtype == np.uint16:
+            img = (img.astype(np.uint32) * 255 + 32767) // 65535
+            img = img.astype(np.uint8)
+        elif np.issubdtype(img.dtype, np.floating):
             img = np.clip(img * (255.0 if img.max() <= 1.0 else 1.0), 0, 255).astype(np.uint8)
         else:
             img = np.clip(img, 0, 255).astype(np.uint8)
