@@ -1,0 +1,441 @@
+"""The training loop every stage shares (BD, TC, supervised): checkpoints, resume, logs, DDP.
+
+A stage supplies two pure functions and the usual torch objects:
+
+* ``batch_fn(step, generator) -> batch``: the mini-batch of step ``step`` (0-based).  The loop
+  hands it a CPU ``torch.Generator`` freshly seeded from ``(seed, step)`` (``step_generator``),
+  so the data order is a pure function of the seed and the step number: a resumed run sees
+  exactly the batches an uninterrupted run would.
+* ``step_fn(model, batch, step) -> {"loss": scalar tensor, **metrics}``: the forward pass and
+  the loss.  The loop does ``zero_grad``, ``backward``, ``optimizer.step`` and ``scheduler.step``.
+  Metrics are scalars (floats or 0-d tensors) and land in the log beside the loss.
+
+    result = train(net, opt, step_fn, batch_fn, steps=300, scheduler=exp_lr(opt, 1e-2, 1e-5, 300),
+                   checkpoint=ckpt_dir / "tc_round1.pt", checkpoint_every=50,
+                   log=results / "tc_round1.jsonl", stage="tc/round1", cfg=cfg)
+
+Checkpoints (``pulkit.models.net`` format, ARCHITECTURE.md) carry the model, optimiser,
+scheduler, step, config, provenance, stage name, every RNG state and the state of
+``extra_state`` objects; they are written atomically, and the final one has ``complete: True``
+(``is_complete``).  ``resume=True`` continues from an existing checkpoint to the same final
+weights as an uninterrupted run (bitwise on CPU).  A non-finite loss raises
+``NonFiniteLossError`` before any update or write, so the last good checkpoint stays as it was.
+
+Under ``torchrun`` (``WORLD_SIZE`` > 1) the loop joins the process group (nccl on CUDA, gloo
+on CPU), wraps the model in ``DistributedDataParallel``, gives every rank its contiguous shard
+of the global batch (``shard_batch``), and only rank 0 writes checkpoints and logs.  Under DDP
+``step_fn`` receives the wrapped model: run every forward pass through ``model(...)`` so the
+gradients are synchronised (``unwrap(model)`` gives the bare module).
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+from tqdm.auto import tqdm
+
+from ..io import atomic_write_bytes, torch_save_atomic
+from ..provenance import config_dict, provenance, seed_everything
+
+StepFn = Callable[[nn.Module, Any, int], Mapping[str, Any]]
+BatchFn = Callable[[int, torch.Generator], Any]
+
+_LOG_KEYS = ("step", "loss", "lr", "pairs_per_s", "elapsed")
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The loss became NaN or infinite; nothing of that step was applied or written."""
+
+    def __init__(self, step: int, loss: float, checkpoint: Path | None):
+        self.step, self.loss, self.checkpoint = step, loss, checkpoint
+        kept = f"; the last good checkpoint {checkpoint} is untouched" if checkpoint else ""
+        super().__init__(f"non-finite loss {loss} at step {step} (0-based){kept}")
+
+
+@dataclass
+class TrainResult:
+    """What ``train`` returns: the number of completed steps and the last logged values."""
+    step: int
+    complete: bool
+    checkpoint: Path | None
+    resumed_from: int | None            # the checkpoint step a resumed run started from, else None
+    last: dict[str, float] = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------- schedules
+def exp_lr(optimizer: torch.optim.Optimizer, lr: float, lr_end: float, steps: int):
+    """SiamFC's exponential decay, per step: ``lr * (lr_end / lr) ** (step / (steps - 1))``.
+
+    Sets every parameter group's learning rate to ``lr``; the last of ``steps`` steps runs at ``lr_end``.
+    """
+    if lr <= 0 or lr_end <= 0 or steps < 1:
+        raise ValueError(f"exp_lr needs lr > 0, lr_end > 0, steps >= 1; got {lr}, {lr_end}, {steps}")
+    _set_lr(optimizer, lr)
+    ratio, span = lr_end / lr, max(steps - 1, 1)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: ratio ** (min(s, span) / span))
+
+
+def cosine_lr(optimizer: torch.optim.Optimizer, lr: float, steps: int, lr_end: float = 0.0, warmup: int = 0):
+    """Linear warm-up over ``warmup`` steps, then cosine decay from ``lr`` to ``lr_end`` at the last step."""
+    if lr <= 0 or lr_end < 0 or steps < 1 or not 0 <= warmup < steps:
+        raise ValueError(f"cosine_lr needs lr > 0, lr_end >= 0, 0 <= warmup < steps; got {lr}, {lr_end}, {warmup}, {steps}")
+    _set_lr(optimizer, lr)
+    span = max(steps - 1 - warmup, 1)
+
+    def factor(s: int) -> float:
+        if s < warmup:
+            return (s + 1) / (warmup + 1)
+        t = min(s - warmup, span) / span
+        return (lr_end + (lr - lr_end) * 0.5 * (1 + math.cos(math.pi * t))) / lr
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def _set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+        group.pop("initial_lr", None)
+
+
+# --------------------------------------------------------------------------- data order
+def step_generator(seed: int, step: int) -> torch.Generator:
+    """The CPU generator ``batch_fn`` receives at ``step``: seeded from ``(seed, step)`` alone."""
+    words = np.random.SeedSequence([int(seed) % 2**63, int(step)]).generate_state(2, np.uint32)
+    g = torch.Generator()
+    g.manual_seed((int(words[0]) << 31) ^ int(words[1]))
+    return g
+
+
+# --------------------------------------------------------------------------- distributed
+@dataclass(frozen=True)
+class DistInfo:
+    """This process's place in a ``torchrun`` job (rank 0 of 1 outside one)."""
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @classmethod
+    def from_env(cls) -> "DistInfo":
+        return cls(int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)),
+                   int(os.environ.get("LOCAL_RANK", 0)))
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+
+def shard_batch(batch: Any, rank: int, world_size: int) -> Any:
+    """Rank ``rank``'s contiguous share of every tensor / array in ``batch`` (split on dim 0).
+
+    Dicts, lists and tuples are walked; other values pass through.  Every batched leading
+    dimension must divide by ``world_size`` so each rank's mean loss weighs alike.
+    """
+    if world_size == 1:
+        return batch
+    if isinstance(batch, Mapping):
+        return {k: shard_batch(v, rank, world_size) for k, v in batch.items()}
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(shard_batch(v, rank, world_size) for v in batch)
+    if isinstance(batch, (torch.Tensor, np.ndarray)) and batch.ndim >= 1:
+        n = batch.shape[0]
+        if n % world_size:
+            raise ValueError(f"batch dimension {n} does not divide by the world size {world_size}")
+        per = n // world_size
+        return batch[rank * per:(rank + 1) * per]
+    return batch
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The bare module inside a ``DistributedDataParallel`` wrapper (or the module itself)."""
+    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+
+
+def _to_device(batch: Any, device: torch.device) -> Any:
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, Mapping):
+        return {k: _to_device(v, device) for k, v in batch.items()}
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(_to_device(v, device) for v in batch)
+    return batch
+
+
+def _batch_len(batch: Any) -> int:
+    """Leading dimension of the first tensor / array found in ``batch`` (0 if none)."""
+    if isinstance(batch, (torch.Tensor, np.ndarray)):
+        return int(batch.shape[0]) if batch.ndim else 0
+    values = batch.values() if isinstance(batch, Mapping) else batch if isinstance(batch, (list, tuple)) else ()
+    for v in values:
+        n = _batch_len(v)
+        if n:
+            return n
+    return 0
+
+
+def _resolve_device(device: str | torch.device, dinfo: DistInfo) -> torch.device:
+    if str(device) == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(device)
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", dinfo.local_rank)
+    return device
+
+
+# --------------------------------------------------------------------------- RNG state
+def rng_state() -> dict[str, Any]:
+    """Every global RNG as tensors and plain Python (loadable with ``weights_only=True``)."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                  "has_gauss": int(has_gauss), "gauss": float(gauss)},
+        "python": random.getstate(),
+    }
+
+
+def set_rng_state(state: Mapping[str, Any]) -> None:
+    """Restore what ``rng_state`` captured."""
+    torch.set_rng_state(state["torch"])
+    if state.get("cuda") and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    n = state["numpy"]
+    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+
+
+# --------------------------------------------------------------------------- checkpoints
+CHECKPOINT_FORMAT = "pulkit-checkpoint-v1"
+
+
+def save_training_checkpoint(path: str | os.PathLike, model: nn.Module, cfg: Any = None, **state: Any) -> Path:
+    """Write one checkpoint in the project's format (atomically) through ``pulkit.models.net``.
+
+    The network's ``arch`` entry is filled in by ``pulkit.models.net.save_checkpoint`` when the
+    module is a ``Net``; any other module is stored with ``arch: None``.
+    """
+    try:
+        from ..models import net as net_mod
+    except ImportError:
+        net_mod = None
+    saver = getattr(net_mod, "save_checkpoint", None)
+    if saver is not None and isinstance(model, getattr(net_mod, "Net", ())):
+        return Path(saver(path, model, cfg, **state))
+
+    record = {"format": CHECKPOINT_FORMAT, "arch": None, "model": model.state_dict(),
+              "config": _config_record(cfg), **state}
+    return torch_save_atomic(record, path)
+
+
+def load_training_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a checkpoint to CPU with a clear error when it is missing or not pulkit's format."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such checkpoint")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - torch raises many kinds for a bad file
+        raise ValueError(f"{path}: not a readable checkpoint ({type(e).__name__}: {e})") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        found = ckpt.get("format") if isinstance(ckpt, dict) else type(ckpt).__name__
+        raise ValueError(f"{path}: not a {CHECKPOINT_FORMAT} checkpoint (format: {found!r})")
+    return ckpt
+
+
+def is_complete(path: str | os.PathLike) -> bool:
+    """True when ``path`` holds the final checkpoint of a finished run; False when absent or interrupted."""
+    if not Path(path).is_file():
+        return False
+    return bool(load_training_checkpoint(path).get("complete", False))
+
+
+def _config_record(cfg: Any) -> Any:
+    if cfg is None:
+        return None
+    return cfg.to_dict() if hasattr(cfg, "to_dict") else config_dict(cfg)
+
+
+# --------------------------------------------------------------------------- the loop
+def train(model: nn.Module, optimizer: torch.optim.Optimizer, step_fn: StepFn, batch_fn: BatchFn, steps: int, *,
+          scheduler: Any = None, checkpoint: str | os.PathLike | None = None, checkpoint_every: int = 100,
+          resume: bool = True, log: str | os.PathLike | None = None, log_every: int = 1, stage: str = "train",
+          cfg: Any = None, seed: int | None = None, profile: str | None = None, device: str | torch.device = "auto",
+          progress: bool = True, extra_state: Mapping[str, Any] | None = None,
+          find_unused_parameters: bool = False) -> TrainResult:
+    """Run ``steps`` optimisation steps of ``model``; see the module docstring for the contract.
+
+    ``checkpoint``: file to write every ``checkpoint_every`` steps and at the end (None: no
+    checkpoints).  ``resume``: continue from that file when it exists (a complete checkpoint
+    only loads its weights and returns); ``resume=False`` starts afresh and overwrites it.
+    ``log``: JSON-lines file, one record every ``log_every`` steps: ``step`` (completed steps),
+    ``loss``, ``lr``, ``pairs_per_s`` (batch items per second), ``elapsed`` (s) and the metrics.
+    ``cfg``: the ``Config`` (or stage dataclass) stored with provenance; ``seed`` and ``profile``
+    default to ``cfg.seed`` / ``cfg.profile`` (else 0 / "unknown").  ``extra_state``: named objects
+    with ``state_dict()`` / ``load_state_dict()`` (an embedding bank, say) checkpointed alongside.
+    """
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
+    seed = int(seed if seed is not None else getattr(cfg, "seed", 0))
+    profile = profile if profile is not None else getattr(cfg, "profile", "unknown")
+    extra_state = dict(extra_state or {})
+    checkpoint = Path(checkpoint) if checkpoint is not None else None
+    log = Path(log) if log is not None else None
+    dinfo = DistInfo.from_env()
+    device = _resolve_device(device, dinfo)
+    own_group = False
+    if dinfo.distributed and not dist.is_initialized():
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        own_group = True
+    is_main = dinfo.rank == 0
+    try:
+        model.to(device)
+        config = _config_record(cfg)
+        start, elapsed0, resumed_from, last = 0, 0.0, None, {}
+        ckpt = load_training_checkpoint(checkpoint) if resume and checkpoint is not None and checkpoint.is_file() else None
+        if ckpt is not None:
+            _check_resumable(ckpt, checkpoint, stage, config, steps)
+            model.load_state_dict(ckpt["model"])
+            if ckpt.get("complete") and ckpt["step"] >= steps:
+                return TrainResult(ckpt["step"], True, checkpoint, ckpt["step"], dict(ckpt.get("metrics") or {}))
+            optimizer.load_state_dict(ckpt["optimizer"])
+            if scheduler is not None and ckpt.get("scheduler") is not None:
+                scheduler.load_state_dict(ckpt["scheduler"])
+            for name, obj in extra_state.items():
+                obj.load_state_dict(ckpt["extra"][name])
+            set_rng_state(ckpt["rng"])
+            start = resumed_from = int(ckpt["step"])
+            elapsed0, last = float(ckpt.get("elapsed", 0.0)), dict(ckpt.get("metrics") or {})
+        else:
+            seed_everything(seed)
+        if is_main and log is not None:
+            _truncate_log(log, start)
+        prov = provenance(profile, seed, cfg) if is_main and checkpoint is not None else None
+        net = model
+        if dinfo.distributed:
+            net = nn.parallel.DistributedDataParallel(
+                model, device_ids=[device.index] if device.type == "cuda" else None,
+                find_unused_parameters=find_unused_parameters)
+
+        def save(step: int, complete: bool, elapsed: float) -> None:
+            if not is_main or checkpoint is None:
+                return
+            save_training_checkpoint(
+                checkpoint, model, cfg, provenance=prov, stage=stage, step=step, steps=steps, complete=complete,
+                optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict() if scheduler is not None else None,
+                rng={**rng_state(), "batch_seed": seed}, elapsed=elapsed, metrics=last,
+                extra={name: obj.state_dict() for name, obj in extra_state.items()})
+
+        t0 = time.perf_counter()
+        t_log, items_since = t0, 0
+        bar = tqdm(total=steps, initial=start, desc=stage, disable=not (progress and is_main), dynamic_ncols=True)
+        for step in range(start, steps):
+            batch = batch_fn(step, step_generator(seed, step))
+            items_since += _batch_len(batch)
+            batch = _to_device(shard_batch(batch, dinfo.rank, dinfo.world_size), device)
+            net.train()
+            out = step_fn(net, batch, step)
+            loss, metrics = _split_output(out, step)
+            values = _reduce_scalars(loss.detach(), metrics, dinfo)
+            if not math.isfinite(values["loss"]):
+                raise NonFiniteLossError(step, values["loss"], checkpoint if checkpoint and checkpoint.is_file() else None)
+            lr = float(optimizer.param_groups[0]["lr"])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            if scheduler is not None:
+                scheduler.step()
+            done = step + 1
+            elapsed = elapsed0 + time.perf_counter() - t0
+            if done % max(log_every, 1) == 0 or done == steps:
+                now = time.perf_counter()
+                rate = items_since / max(now - t_log, 1e-9)
+                t_log, items_since = now, 0
+                last = {"step": done, **values, "lr": lr, "pairs_per_s": rate, "elapsed": elapsed}
+                if is_main and log is not None:
+                    _append_log(log, last)
+                bar.set_postfix(loss=f"{values['loss']:.4f}", pairs_s=f"{rate:.1f}")
+            bar.update(1)
+            if done == steps or (checkpoint_every > 0 and done % checkpoint_every == 0):
+                save(done, done == steps, elapsed)
+        bar.close()
+        if dinfo.distributed:
+            dist.barrier()
+        return TrainResult(steps, True, checkpoint, resumed_from, last)
+    finally:
+        if own_group:
+            dist.destroy_process_group()
+
+
+def _check_resumable(ckpt: Mapping[str, Any], path: Path, stage: str, config: Any, steps: int) -> None:
+    if ckpt.get("stage") != stage:
+        raise ValueError(f"{path}: checkpoint of stage {ckpt.get('stage')!r}, not {stage!r}; "
+                         "use another path or resume=False")
+    if config is not None and ckpt.get("config") is not None and ckpt["config"] != config:
+        raise ValueError(f"{path}: checkpoint written with a different config; use another path or resume=False")
+    if int(ckpt["step"]) > steps:
+        raise ValueError(f"{path}: checkpoint is at step {ckpt['step']}, beyond the requested {steps} steps")
+
+
+def _split_output(out: Mapping[str, Any], step: int) -> tuple[torch.Tensor, dict[str, float | torch.Tensor]]:
+    if not isinstance(out, Mapping) or "loss" not in out:
+        raise ValueError(f"step_fn must return a dict with a 'loss' tensor (step {step}), got {type(out).__name__}")
+    loss = out["loss"]
+    if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
+        raise ValueError(f"step_fn's 'loss' must be a scalar tensor (step {step}), got {loss!r}")
+    metrics = {k: v for k, v in out.items() if k != "loss"}
+    clash = set(metrics) & set(_LOG_KEYS)
+    if clash:
+        raise ValueError(f"step_fn metric names {sorted(clash)} clash with the log's own fields {_LOG_KEYS}")
+    return loss.reshape(()), metrics
+
+
+def _reduce_scalars(loss: torch.Tensor, metrics: Mapping[str, Any], dinfo: DistInfo) -> dict[str, float]:
+    """Loss and metrics as floats, averaged over the ranks under DDP (every rank sees the same values)."""
+    names = ["loss", *metrics]
+    scalars = [loss] + [v.detach() if isinstance(v, torch.Tensor) else torch.tensor(float(v)) for v in metrics.values()]
+    vec = torch.stack([v.to(loss.device, torch.float32).reshape(()) for v in scalars])
+    if dinfo.distributed:
+        dist.all_reduce(vec)
+        vec = vec / dinfo.world_size
+    return dict(zip(names, (float(v) for v in vec.cpu())))
+
+
+def _append_log(path: Path, record: Mapping[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as f:
+        f.write(json.dumps(record, allow_nan=True) + "\n")
+
+
+def _truncate_log(path: Path, step: int) -> None:
+    """Keep only the records of steps <= ``step`` (what the checkpoint being resumed has seen)."""
+    if not path.is_file():
+        return
+    if step == 0:
+        path.unlink()
+        return
+    lines, kept = path.read_text().splitlines(), []
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            if n == len(lines):
+                continue  # the last line, cut short by a kill
+            raise ValueError(f"{path}: line {n} is not JSON") from None
+        if record.get("step", 0) <= step:
+            kept.append(line)
+    atomic_write_bytes(path, ("\n".join(kept) + "\n" if kept else "").encode())
