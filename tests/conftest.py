@@ -1,0 +1,61 @@
+"""Shared fixtures: the bundled sequences, a tiny synthetic split, a frame writer.
+
+Everything generated lives in pytest's temporary folders; nothing is downloaded.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from pulkit import paths
+
+SHARED_SEQUENCES = ("otb/Crossing", "otb/Deer", "otb/Skating1", "vot/bag", "vot/ball1")
+
+
+@pytest.fixture(scope="session")
+def shared_root() -> Path:
+    """The bundled real sequences (``pulkit.paths.shared_sequences()``); FAILS when they are missing.
+
+    A missing data folder is a broken checkout, not a reason to skip: tests that need it must not pass silently.
+    """
+    root = paths.shared_sequences()
+    missing = [n for n in SHARED_SEQUENCES if not (root / n).is_dir()]
+    if missing:
+        pytest.fail(f"bundled sequences missing under {root}: {', '.join(missing)} (set PULKIT_SHARED)")
+    return root
+
+
+@pytest.fixture(scope="session")
+def synthetic_split(tmp_path_factory) -> Path:
+    """A tiny synthetic split in GOT-10k layout (3 videos x 8 frames, 96 x 72, seed 7); read-only please."""
+    from pulkit.data.synthetic import generate_split
+
+    return generate_split(tmp_path_factory.mktemp("synthetic") / "val", n_videos=3, n_frames=8,
+                          width=96, height=72, seed=7, n_distractors=1)
+
+
+def _write_frames(folder: Path, n: int, pattern: str = "{:08d}.jpg", size: tuple[int, int] = (48, 32),
+                  start: int = 1, gray: bool = False, seed: int = 0) -> list[Path]:
+    """Write ``n`` random frames (``size`` = width, height) named ``pattern.format(start + i)``."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        shape = (size[1], size[0]) if gray else (size[1], size[0], 3)
+        img = rng.integers(0, 256, shape, dtype=np.uint8)
+        p = folder / pattern.format(start + i)
+        ok, buf = cv2.imencode(p.suffix, img)
+        assert ok, p
+        buf.tofile(str(p))
+        out.append(p)
+    return out
+
+
+@pytest.fixture
+def write_frames():
+    """``write_frames(folder, n, pattern="{:08d}.jpg", size=(w, h), start=1, gray=False)`` -> paths."""
+    return _write_frames
