@@ -1,0 +1,255 @@
+"""The notebook runner: order, parameters, failures, staleness, the CLI.
+
+Tiny throwaway notebooks live in tmp_path; results and runs go to tmp_path through the
+PULKIT_RESULTS / PULKIT_RUNS variables (which the kernels inherit).  One test runs real papermill
+kernels; the staleness tests execute the notebooks' cells in-process (same runner, faster).
+"""
+from __future__ import annotations
+
+import json
+import os
+
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+from pulkit import reproduce as rp
+from pulkit.__main__ import main
+
+PARAMS = 'PROFILE = "cpu"\nSEED = 0\nDEVICE = "auto"\nINTERACTIVE = False\nTAG = "default"'
+
+
+def write_notebook(path, *bodies):
+    nb = new_notebook()
+    params = new_code_cell(PARAMS)
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [new_markdown_cell(f"# {path.stem}"), params] + [new_code_cell(b) for b in bodies]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, path)
+
+
+def writer(number: str, reads: str | None = None) -> str:
+    """Cell source: record the parameters (and an earlier notebook's value) in results/<P>/NN_out.json."""
+    lines = ["import json", "from pulkit import paths", "from pulkit.io import write_json",
+             "root = paths.results_dir(PROFILE)", "got = None"]
+    if reads:
+        lines.append(f"got = json.loads((root / '{reads}_out.json').read_text())['summary']['seed']")
+    lines.append(f"write_json(root / '{number}_out.json', "
+                 f"{{'summary': {{'seed': SEED, 'tag': TAG, 'read': got}}, 'profile': PROFILE}})")
+    return "\n".join(lines)
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch):
+    monkeypatch.setenv("PULKIT_RESULTS", str(tmp_path / "results"))
+    monkeypatch.setenv("PULKIT_RUNS", str(tmp_path / "runs"))
+    nbdir = tmp_path / "notebooks"
+    nbdir.mkdir()
+    write_notebook(nbdir / "00_first.ipynb", writer("00"))
+    write_notebook(nbdir / "01_second.ipynb", writer("01", reads="00"))
+    write_notebook(nbdir / "02_third.ipynb", writer("02", reads="01"))
+    return tmp_path, nbdir
+
+
+def in_process(calls):
+    """An executor running code cells in this process, with parameters applied after the tagged cell."""
+    def execute(nb_path, executed, params, kernel, cwd):
+        calls.append(nb_path.stem)
+        nb = nbformat.read(nb_path, as_version=4)
+        ns: dict = {}
+        for cell in nb.cells:
+            if cell.cell_type == "code":
+                exec(cell.source, ns)
+                if "parameters" in cell.metadata.get("tags", []):
+                    ns.update(params)
+        nbformat.write(nb, executed)
+    return execute
+
+
+def run(nbdir, calls, profile="smoke", **kw):
+    return rp.reproduce(profile, notebooks_dir=nbdir, execute=in_process(calls), log=lambda s: None, **kw)
+
+
+def results(tmp_path, number, profile="smoke"):
+    return json.loads((tmp_path / "results" / profile / f"{number}_out.json").read_text())
+
+
+# --------------------------------------------------------------------------- real papermill
+def test_papermill_order_parameters_and_failure(env, capsys):
+    tmp_path, nbdir = env
+    write_notebook(nbdir / "03_broken.ipynb", "x = 1", "raise ValueError('deliberate failure')", "y = 2")
+    write_notebook(nbdir / "04_after.ipynb", writer("04"))
+    code = main(["reproduce", "--profile", "smoke", "--notebooks", str(nbdir),
+                 "-p", "SEED", "3", "-p", "TAG", "sweep-a"])
+    out, err = capsys.readouterr()
+    assert code == rp.EXIT_FAILED
+    # in order: each notebook read the previous one's results; -p values and PROFILE reached the kernels
+    assert results(tmp_path, "00")["summary"] == {"seed": 3, "tag": "sweep-a", "read": None}
+    assert results(tmp_path, "01")["summary"]["read"] == 3
+    assert results(tmp_path, "02")["profile"] == "smoke"
+    # the failure names the notebook, its cell, the error and where the traceback is; nothing after it ran
+    assert "03_broken.ipynb at cell 4 of 5" in err and "ValueError: deliberate failure" in err
+    assert str(tmp_path / "runs" / "smoke" / "03_broken.ipynb") in err
+    assert not (tmp_path / "results" / "smoke" / "04_out.json").exists()
+    assert "04_after" in out and "not run" in out and "seed=3" in out
+    executed = nbformat.read(tmp_path / "runs" / "smoke" / "00_first.ipynb", as_version=4)
+    assert any("injected-parameters" in c.metadata.get("tags", []) for c in executed.cells)
+    assert "03_broken" not in rp.read_state("smoke") and "02_third" in rp.read_state("smoke")
+
+
+# --------------------------------------------------------------------------- staleness (in-process)
+def test_skips_up_to_date_and_reruns_stale_one_and_all_after(env):
+    tmp_path, nbdir = env
+    calls: list[str] = []
+    assert [o.status for o in run(nbdir, calls)] == ["ran"] * 3
+    assert calls == ["00_first", "01_second", "02_third"]
+
+    calls.clear()
+    assert [o.status for o in run(nbdir, calls)] == ["skipped"] * 3
+    assert calls == []
+
+    write_notebook(nbdir / "01_second.ipynb", writer("01", reads="00") + "\n# edited")
+    calls.clear()
+    out = run(nbdir, calls)
+    assert [o.status for o in out] == ["skipped", "ran", "ran"] and calls == ["01_second", "02_third"]
+
+    calls.clear()
+    assert [o.status for o in run(nbdir, calls, force=True)] == ["ran"] * 3
+
+
+def test_outputs_show_notebooks_that_are_not_up_to_date(env):
+    tmp_path, nbdir = env
+    calls: list[str] = []
+    run(nbdir, calls)
+    (tmp_path / "results" / "smoke" / "01_out.json").unlink()      # a results file lost
+    calls.clear()
+    run(nbdir, calls)
+    assert calls == ["01_second", "02_third"]
+    calls.clear()
+    run(nbdir, calls, parameters={"SEED": 5})                       # new parameters: everything
+    assert calls == ["00_first", "01_second", "02_third"] and results(tmp_path, "02")["summary"]["seed"] == 5
+
+
+def test_package_change_makes_every_notebook_stale(env, monkeypatch):
+    tmp_path, nbdir = env
+    calls: list[str] = []
+    run(nbdir, calls)
+    monkeypatch.setattr(rp, "package_hash", lambda package_dir=None: "another-source")
+    calls.clear()
+    run(nbdir, calls)
+    assert calls == ["00_first", "01_second", "02_third"]
+
+
+def test_only_and_from(env):
+    tmp_path, nbdir = env
+    calls: list[str] = []
+    out = run(nbdir, calls, only=["1"], force=True)
+    assert [o.name for o in out] == ["01_second"] and calls == ["01_second"]   # 00's results absent: it fails
+    assert out[0].status == "failed" and "FileNotFoundError" in out[0].message
+    calls.clear()
+    run(nbdir, calls)
+    assert calls == ["00_first", "01_second", "02_third"]
+    calls.clear()
+    out = run(nbdir, calls, start="01")
+    assert calls == ["01_second", "02_third"] and [o.status for o in out] == ["ran", "ran"]
+    with pytest.raises(rp.ReproduceError, match="--only 07"):
+        run(nbdir, calls, only=["07"])
+
+
+def test_failure_stops_the_run_and_is_not_recorded(env):
+    tmp_path, nbdir = env
+    write_notebook(nbdir / "01_second.ipynb", "raise RuntimeError('no data')")
+    calls: list[str] = []
+    out = run(nbdir, calls)
+    assert [o.status for o in out] == ["ran", "failed", "not run"] and rp.exit_code(out) == rp.EXIT_FAILED
+    assert "01_second.ipynb" in out[1].message and "RuntimeError: no data" in out[1].message
+    assert set(rp.read_state("smoke")) == {"00_first"}
+
+
+def test_killed_notebook_is_never_recorded_as_done(env):
+    tmp_path, nbdir = env
+    calls: list[str] = []
+    run(nbdir, calls)
+    write_notebook(nbdir / "01_second.ipynb", writer("01", reads="00") + "\n# edited")
+    inner = in_process(calls)
+
+    def killed(nb_path, *args):
+        inner(nb_path, *args)          # writes its results, then the process is killed before returning
+        if nb_path.stem == "01_second":
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        rp.reproduce("smoke", notebooks_dir=nbdir, execute=killed, log=lambda s: None)
+    assert set(rp.read_state("smoke")) == {"00_first"}
+    assert not (tmp_path / "runs" / "smoke" / ".lock").exists()
+    calls.clear()
+    run(nbdir, calls)
+    assert calls == ["01_second", "02_third"]
+
+
+def test_notebook_writing_no_results_fails(env):
+    tmp_path, nbdir = env
+    write_notebook(nbdir / "02_third.ipynb", "x = 1")
+    out = run(nbdir, [])
+    assert out[2].status == "failed" and "wrote no results" in out[2].message
+
+
+def test_missing_expected_notebooks_are_reported(env):
+    tmp_path, nbdir = env
+    out = run(nbdir, [], expected=("00_first", "01_second", "02_third", "03_fourth"))
+    assert out[-1].name == "03_fourth" and out[-1].status == "missing"
+    assert rp.exit_code(out) == rp.EXIT_MISSING
+    assert "03_fourth" in rp.format_table(out)
+    out = run(nbdir, [], only=["00"], expected=("00_first", "03_fourth"))
+    assert [o.status for o in out] == ["skipped"]
+
+
+def test_second_runner_on_the_same_profile_is_refused(env):
+    tmp_path, nbdir = env
+    lock = tmp_path / "runs" / "smoke" / ".lock"
+    lock.parent.mkdir(parents=True)
+    lock.write_text(str(os.getpid()))
+    with pytest.raises(rp.ReproduceError, match="is running"):
+        run(nbdir, [])
+    lock.write_text("999999999")                  # a dead owner's lock is taken over
+    assert [o.status for o in run(nbdir, [])] == ["ran"] * 3
+
+
+def test_notebook_hash_ignores_outputs(tmp_path):
+    path = tmp_path / "00_x.ipynb"
+    write_notebook(path, "print(1)")
+    before = rp.notebook_hash(path)
+    nb = nbformat.read(path, as_version=4)
+    nb.cells[-1].outputs = [nbformat.v4.new_output("stream", text="1\n")]
+    nb.cells[-1].execution_count = 7
+    nbformat.write(nb, path)
+    assert rp.notebook_hash(path) == before
+    nb.cells[-1].source = "print(2)"
+    nbformat.write(nb, path)
+    assert rp.notebook_hash(path) != before
+    (tmp_path / "01_bad.ipynb").write_text("{not json")
+    with pytest.raises(rp.ReproduceError, match="01_bad.ipynb"):
+        rp.notebook_hash(tmp_path / "01_bad.ipynb")
+
+
+# --------------------------------------------------------------------------- CLI
+def test_parse_value_like_papermill():
+    assert rp.parse_value("3") == 3 and rp.parse_value("0.5") == 0.5 and rp.parse_value("1e-3") == 1e-3
+    assert rp.parse_value("True") is True and rp.parse_value("None") is None
+    assert rp.parse_value("[1, 2]") == [1, 2] and rp.parse_value("'07'") == "07"
+    assert rp.parse_value("cuda") == "cuda" and rp.parse_value("data/got10k") == "data/got10k"
+
+
+def test_help_lists_subcommands(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    assert "reproduce" in out and "figures" in out and "bench" in out
+
+
+def test_cli_rejects_unknown_profile_and_profile_parameter(env, capsys):
+    tmp_path, nbdir = env
+    assert main(["reproduce", "--profile", "huge", "--notebooks", str(nbdir)]) == rp.EXIT_USAGE
+    assert main(["reproduce", "--profile", "smoke", "-p", "PROFILE", "cpu", "--notebooks", str(nbdir)]) == rp.EXIT_USAGE
+    assert "unknown profile 'huge'" in capsys.readouterr().err
