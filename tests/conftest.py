@@ -59,3 +59,51 @@ def _write_frames(folder: Path, n: int, pattern: str = "{:08d}.jpg", size: tuple
 def write_frames():
     """``write_frames(folder, n, pattern="{:08d}.jpg", size=(w, h), start=1, gray=False)`` -> paths."""
     return _write_frames
+
+
+def _lines(rows, sep: str = ",") -> str:
+    return "".join(sep.join(v if isinstance(v, str) else f"{v:g}" for v in r) + "\n" for r in rows)
+
+
+@pytest.fixture
+def make_otb():
+    """``make_otb(root, name, boxes_1based, n_frames=len(boxes), sep=",")`` -> sequence folder (OTB layout)."""
+    def make(root, name, boxes, n_frames=None, sep=","):
+        folder = Path(root) / name
+        _write_frames(folder / "img", len(boxes) if n_frames is None else n_frames, "{:04d}.jpg")
+        (folder / "groundtruth_rect.txt").write_text(_lines(boxes, sep))
+        return folder
+    return make
+
+
+@pytest.fixture
+def make_vot():
+    """``make_vot(root, name, rows_1based, n_frames=len(rows), color=False)`` -> sequence folder; adds list.txt."""
+    def make(root, name, rows, n_frames=None, color=False):
+        folder = Path(root) / name
+        _write_frames(folder / "color" if color else folder, len(rows) if n_frames is None else n_frames, size=(64, 48))
+        (folder / "groundtruth.txt").write_text(_lines(rows))
+        lst = Path(root) / "list.txt"
+        names = lst.read_text().split() if lst.is_file() else []
+        lst.write_text("\n".join([*names, name]) + "\n")
+        return folder
+    return make
+
+
+@pytest.fixture
+def make_got10k():
+    """``make_got10k(split_dir, name, boxes_0based, absence=None, cover=None, resolution=(48, 32))`` -> folder;
+    appends to ``split_dir/list.txt`` and writes meta_info.ini the GOT-10k way."""
+    def make(split, name, boxes, absence=None, cover=None, resolution=(48, 32)):
+        folder = Path(split) / name
+        n = len(boxes)
+        _write_frames(folder, n, size=resolution)
+        (folder / "groundtruth.txt").write_text(_lines(boxes))
+        (folder / "absence.label").write_text(_lines([[a] for a in (absence or [0] * n)]))
+        (folder / "cover.label").write_text(_lines([[c] for c in (cover or [8] * n)]))
+        (folder / "meta_info.ini").write_text(f"[METAINFO]\nobject_class: toy\nresolution: ({resolution[0]}, {resolution[1]})\n")
+        lst = Path(split) / "list.txt"
+        names = lst.read_text().split() if lst.is_file() else []
+        lst.write_text("\n".join([*names, name]) + "\n")
+        return folder
+    return make
