@@ -135,6 +135,7 @@ class RenderedVideo:
     roles: list[str]         # object_id -> role; object 0 is the target
     boxes: np.ndarray        # K x T x 4 int64
     visible: np.ndarray      # K x T float64 in [0, 1]
+    blur: np.ndarray         # T, motion-blur kernel length in px (0: sharp frame)
 
 
 def render_video(seed: int, index: int, n_frames: int, width: int, height: int,
@@ -234,7 +235,7 @@ def render_video(seed: int, index: int, n_frames: int, width: int, height: int,
                      (int(round(c + c * np.cos(angle))), int(round(c + c * np.sin(angle)))), 1.0, 1)
             out = cv2.filter2D(out, -1, kern / kern.sum(), borderType=cv2.BORDER_REFLECT)
         frames[f] = out
-    return RenderedVideo(frames, [o.role for o in objects], np.stack([o.boxes for o in objects]), visible)
+    return RenderedVideo(frames, [o.role for o in objects], np.stack([o.boxes for o in objects]), visible, blur)
 
 
 # --------------------------------------------------------------------------- writing a split
