@@ -9,13 +9,15 @@ Staleness.  After a notebook succeeds, ``runs/<profile>/.state.json`` records it
 * the notebook's cells (type, source, tags; outputs ignored),
 * the package source (every ``pulkit/**/*.py``) and the installed versions,
 * the profile and the injected parameters,
-* the inputs: every results file (``results/<profile>/MM_*``) of every earlier notebook MM,
+* the inputs: the current contents of every output of every earlier notebook,
 
-and the hashes of the results files it wrote (``results/<profile>/NN_*``; a notebook that writes
-none is a failure).  A notebook is up to date when its key matches and its recorded results files
-still exist unchanged; the run skips up-to-date notebooks, and from the first one it re-runs on
-it re-runs every later one too.  A notebook's record is deleted before it starts and written only
-after it finished, so a notebook killed mid-run is never recorded as done.
+and its *outputs*: every file under ``results/<profile>/`` and ``checkpoints/<profile>/`` that it
+created or changed (``results/<profile>/timings/`` excepted), plus its ``results/<profile>/NN_*``
+files, with their hashes.  A notebook that writes no ``results/<profile>/NN_*`` file has failed.
+A notebook is up to date when its key matches and its outputs still exist unchanged; the run skips
+up-to-date notebooks, and from the first one it re-runs it re-runs every later one too.  A
+notebook's record is deleted before it starts and written only after it finished, so a notebook
+killed mid-run is never recorded as done.
 
 Kernel.  papermill starts a Jupyter kernel; ``ensure_kernel`` makes sure the kernelspec used runs
 this very interpreter (``sys.executable``), so ``.venv/bin/python -m pulkit reproduce`` works
@@ -117,19 +119,61 @@ def package_hash(package_dir: Path | None = None) -> str:
     return h.hexdigest()
 
 
-def results_files(profile: str, number: str) -> dict[str, str]:
-    """``{relative path: sha256}`` of notebook ``number``'s results: ``results/<profile>/NN_*`` (files
-    and folders, recursively; the ``timings/`` folder is not results)."""
-    root = paths.results_dir(profile)
-    out: dict[str, str] = {}
-    if not root.is_dir():
+class Outputs:
+    """The files a profile's notebooks write, ``results/<profile>/`` and ``checkpoints/<profile>/``
+    (``results/<profile>/timings/`` and dot-files excepted), named ``results/...`` / ``checkpoints/...``;
+    content hashes are cached by size and modification time."""
+
+    def __init__(self, profile: str):
+        self.roots = {"results": paths.results_dir(profile), "checkpoints": paths.checkpoints_dir(profile)}
+        self._cache: dict[tuple[str, int, int, int], str] = {}
+
+    def path(self, rel: str) -> Path:
+        root, _, rest = rel.partition("/")
+        return self.roots[root] / rest
+
+    def snapshot(self) -> dict[str, tuple[int, int, int]]:
+        """``{name: (size, mtime_ns, inode)}`` of every file now present (atomic writes change the inode)."""
+        out = {}
+        for label, root in self.roots.items():
+            if not root.is_dir():
+                continue
+            for f in root.rglob("*"):
+                rel = f.relative_to(root)
+                if (label == "results" and rel.parts[0] == "timings") or any(p.startswith(".") for p in rel.parts):
+                    continue
+                if f.is_file():
+                    st = f.stat()
+                    out[f"{label}/{rel.as_posix()}"] = (st.st_size, st.st_mtime_ns, st.st_ino)
         return out
-    for top in sorted(root.glob(f"{number}_*")):
-        files = [top] if top.is_file() else sorted(q for q in top.rglob("*") if q.is_file())
-        for f in files:
-            if not f.name.startswith("."):  # atomic-write temporaries
-                out[f.relative_to(root).as_posix()] = _sha(f.read_bytes())
-    return out
+
+    def results_of(self, number: str) -> list[str]:
+        """Names of the notebook's own results files, ``results/NN_*`` (files and folders)."""
+        root = self.roots["results"]
+        if not root.is_dir():
+            return []
+        names = []
+        for top in sorted(root.glob(f"{number}_*")):
+            for f in [top] if top.is_file() else sorted(top.rglob("*")):
+                rel = f.relative_to(root)
+                if f.is_file() and not any(p.startswith(".") for p in rel.parts):
+                    names.append(f"results/{rel.as_posix()}")
+        return names
+
+    def digest(self, rel: str) -> str | None:
+        """sha256 of the file's content, None when it does not exist."""
+        f = self.path(rel)
+        try:
+            st = f.stat()
+        except FileNotFoundError:
+            return None
+        key = (rel, st.st_size, st.st_mtime_ns, st.st_ino)
+        if key not in self._cache:
+            self._cache[key] = _sha(f.read_bytes())
+        return self._cache[key]
+
+    def digests(self, rels) -> dict[str, str | None]:
+        return {rel: self.digest(rel) for rel in sorted(rels)}
 
 
 def run_key(notebook: Path, profile: str, parameters: dict[str, Any], inputs: dict[str, str],
@@ -163,20 +207,19 @@ def write_state(profile: str, records: dict[str, Any]) -> None:
     atomic_write_bytes(state_path(profile), to_json({"format": STATE_FORMAT, "notebooks": records}).encode())
 
 
-def is_up_to_date(record: dict[str, Any] | None, key: dict[str, Any], profile: str, number: str) -> tuple[bool, str]:
+def is_up_to_date(record: dict[str, Any] | None, key: dict[str, Any], outputs: Outputs) -> tuple[bool, str]:
     """(up to date?, why not) for a notebook's state record against its current key."""
     if not record:
         return False, "never recorded as done"
     if record.get("key") != key:
         changed = sorted(k for k in key if record.get("key", {}).get(k) != key[k])
         return False, f"changed: {', '.join(changed)}"
-    now = results_files(profile, number)
-    outputs = record.get("outputs") or {}
-    if not outputs:
-        return False, "no results recorded"
-    lost = [f for f, h in outputs.items() if now.get(f) != h]
+    recorded = record.get("outputs") or {}
+    if not recorded:
+        return False, "no outputs recorded"
+    lost = [f for f, h in recorded.items() if outputs.digest(f) != h]
     if lost:
-        return False, f"results missing or modified: {', '.join(lost[:3])}"
+        return False, f"outputs missing or modified: {', '.join(lost[:3])}"
     return True, "up to date"
 
 
@@ -253,47 +296,55 @@ def reproduce(profile: str, *, force: bool = False, only: Sequence[str] | None =
     runs.mkdir(parents=True, exist_ok=True)
     package = package_hash()
     forced_from = _number(start) if start is not None else None
+    outputs = Outputs(profile)
 
     outcomes: dict[str, Outcome] = {}
     with _lock(profile), _child_env():
         records = read_state(profile)
-        cascade = False
-        failed = False
-        inputs: dict[str, str] = {}
-        for nb in notebooks:
+        cascade = failed = False
+        for pos, nb in enumerate(notebooks):
             name, number = nb.stem, nb.name[:2]
-            key = run_key(nb, profile, params, dict(inputs), package)
+            key = run_key(nb, profile, params, _inputs(notebooks[:pos], records, outputs), package)
+            ok, why = is_up_to_date(records.get(name), key, outputs)
             if nb not in chosen:
-                ok, why = is_up_to_date(records.get(name), key, profile, number)
                 if not ok and any(c.name[:2] > number for c in chosen):
-                    log(f"warning: {name} is not run and not up to date ({why}); later notebooks read its results")
-                inputs.update(results_files(profile, number))
+                    log(f"warning: {name} is not run and not up to date ({why}); later notebooks read its outputs")
                 continue
             if failed:
                 outcomes[name] = Outcome(name, "not run")
                 continue
-            ok, why = is_up_to_date(records.get(name), key, profile, number)
             if ok and not (force or cascade or (forced_from is not None and number >= forced_from)):
                 outcomes[name] = Outcome(name, "skipped", None, _summary(profile, number), "up to date",
                                          runs / nb.name)
-                inputs.update(results_files(profile, number))
                 continue
             cascade = True
-            log(f"[{name}] running ({'forced' if force or ok else why}) ...")
+            log(f"[{name}] running ({'forced' if ok else why}) ...")
             # Drop its record (and every later one) before it starts: a killed run is never 'done'.
             records = {k: v for k, v in records.items() if k[:2] < number}
             write_state(profile, records)
-            outcome = _run_one(nb, runs / nb.name, params, kernel, execute, profile)
+            before = outputs.snapshot()
+            outcome = _run_one(nb, runs / nb.name, params, kernel, execute)
+            if outcome.status == "ran":
+                after = outputs.snapshot()
+                written = {f for f, st in after.items() if before.get(f) != st}
+                own = outputs.results_of(number)
+                if not written & set(own):
+                    outcome = Outcome(name, "failed", outcome.seconds, executed=outcome.executed, message=(
+                        f"FAILED {nb.name}: it finished but wrote no results file "
+                        f"{paths.results_dir(profile)}/{number}_*.json (every notebook saves its numbers with "
+                        f"pulkit.notebook.save_results); executed copy: {outcome.executed}"))
             outcomes[name] = outcome
             if outcome.status != "ran":
                 failed = True
                 log(f"[{name}] failed after {outcome.seconds:.1f} s")
                 continue
-            produced = results_files(profile, number)
-            records[name] = {"key": key, "outputs": produced, "seconds": round(outcome.seconds, 1),
-                             "executed": nb.name}
+            overwritten = sorted(f for k, r in records.items() for f in r.get("outputs", {}) if f in written)
+            if overwritten:
+                log(f"warning: {name} rewrote outputs of earlier notebooks ({', '.join(overwritten[:3])}); "
+                    f"they will count as stale next time")
+            records[name] = {"key": key, "outputs": outputs.digests(written | set(own)),
+                             "seconds": round(outcome.seconds, 1), "executed": nb.name}
             write_state(profile, records)
-            inputs.update(produced)
             log(f"[{name}] done in {outcome.seconds:.1f} s")
 
     for name in wanted_missing:
@@ -301,23 +352,23 @@ def reproduce(profile: str, *, force: bool = False, only: Sequence[str] | None =
     return [outcomes[k] for k in sorted(outcomes)]
 
 
-def _run_one(nb: Path, executed: Path, params: dict, kernel: str, execute: Executor, profile: str) -> Outcome:
-    name, number = nb.stem, nb.name[:2]
-    t0_wall = time.time()
+def _inputs(earlier: Sequence[Path], records: dict[str, Any], outputs: Outputs) -> dict[str, str | None]:
+    """Current hashes of every output of the earlier notebooks (recorded ones and their ``NN_*`` results)."""
+    names: set[str] = set()
+    for nb in earlier:
+        names |= set((records.get(nb.stem) or {}).get("outputs", {})) | set(outputs.results_of(nb.name[:2]))
+    return outputs.digests(names)
+
+
+def _run_one(nb: Path, executed: Path, params: dict, kernel: str, execute: Executor) -> Outcome:
     t0 = time.perf_counter()
     try:
         execute(nb, executed, dict(params), kernel, nb.parent)
     except Exception as e:  # reported with the notebook's name, then the run stops (non-zero exit)
-        return Outcome(name, "failed", time.perf_counter() - t0, message=describe_failure(nb, executed, e),
+        return Outcome(nb.stem, "failed", time.perf_counter() - t0, message=describe_failure(nb, executed, e),
                        executed=executed)
-    seconds = time.perf_counter() - t0
-    fresh = [f for f in _result_paths(profile, number) if f.stat().st_mtime >= t0_wall - 1.0]
-    if not fresh:
-        msg = (f"FAILED {nb.name}: it finished but wrote no results file "
-               f"{paths.results_dir(profile)}/{number}_*.json (every notebook saves its numbers with "
-               f"pulkit.notebook.save_results); executed copy: {executed}")
-        return Outcome(name, "failed", seconds, message=msg, executed=executed)
-    return Outcome(name, "ran", seconds, _summary(profile, number), executed=executed)
+    return Outcome(nb.stem, "ran", time.perf_counter() - t0, _summary(params["PROFILE"], nb.name[:2]),
+                   executed=executed)
 
 
 def describe_failure(nb: Path, executed: Path, error: BaseException) -> str:
@@ -385,11 +436,6 @@ def _selection_numbers(expected: Sequence[str], only, start) -> list[str]:
     if start is not None:
         chosen = [n for n in chosen if n[:2] >= _number(start)]
     return chosen
-
-
-def _result_paths(profile: str, number: str) -> list[Path]:
-    root = paths.results_dir(profile)
-    return [root / f for f in results_files(profile, number)]
 
 
 def _summary(profile: str, number: str) -> dict[str, Any]:

@@ -43,6 +43,7 @@ def writer(number: str, reads: str | None = None) -> str:
 def env(tmp_path, monkeypatch):
     monkeypatch.setenv("PULKIT_RESULTS", str(tmp_path / "results"))
     monkeypatch.setenv("PULKIT_RUNS", str(tmp_path / "runs"))
+    monkeypatch.setenv("PULKIT_CHECKPOINTS", str(tmp_path / "checkpoints"))
     nbdir = tmp_path / "notebooks"
     nbdir.mkdir()
     write_notebook(nbdir / "00_first.ipynb", writer("00"))
@@ -128,6 +129,21 @@ def test_outputs_show_notebooks_that_are_not_up_to_date(env):
     calls.clear()
     run(nbdir, calls, parameters={"SEED": 5})                       # new parameters: everything
     assert calls == ["00_first", "01_second", "02_third"] and results(tmp_path, "02")["summary"]["seed"] == 5
+
+
+def test_checkpoints_a_notebook_writes_are_its_outputs(env):
+    tmp_path, nbdir = env
+    ckpt = "paths.checkpoints_dir(PROFILE).mkdir(parents=True, exist_ok=True)\n" \
+           "(paths.checkpoints_dir(PROFILE) / 'net.pt').write_bytes(b'weights')"
+    write_notebook(nbdir / "00_first.ipynb", writer("00"), ckpt)
+    calls: list[str] = []
+    run(nbdir, calls)
+    assert "checkpoints/net.pt" in rp.read_state("smoke")["00_first"]["outputs"]
+    assert "checkpoints/net.pt" in rp.read_state("smoke")["01_second"]["key"]["inputs"]
+    (tmp_path / "checkpoints" / "smoke" / "net.pt").write_bytes(b"other weights")
+    calls.clear()
+    run(nbdir, calls)
+    assert calls == ["00_first", "01_second", "02_third"]
 
 
 def test_package_change_makes_every_notebook_stale(env, monkeypatch):
