@@ -86,6 +86,22 @@ class NRConfig:
 
 
 @dataclass(frozen=True)
+class AugmentConfig:
+    """Two-view augmentation (supplementary F) for BD and TC's InfoNCE; SimCLR's strengths."""
+    stretch: float = 0.05                     # SiamFC random stretch: each axis x (1 +- stretch), centre crop/pad back
+    flip_p: float = 0.5                       # horizontal flip probability
+    jitter_p: float = 0.8                     # colour distortion probability (SimCLR)
+    brightness: float = 0.4                   # ColorJitter strengths (SimCLR)
+    contrast: float = 0.4
+    saturation: float = 0.4
+    hue: float = 0.1
+    grayscale_p: float = 0.2                  # random grayscale probability
+    blur_p: float = 0.5                       # Gaussian blur probability
+    blur_sigma: tuple[float, float] = (0.1, 2.0)  # blur sigma range in crop pixels (SimCLR)
+    blur_kernel: float = 0.1                  # blur kernel side as a fraction of the crop side (made odd, >= 3)
+
+
+@dataclass(frozen=True)
 class BDConfig:
     """Background discrimination: contrastive learning on candidate patches."""
     steps: int = 2000
@@ -185,6 +201,7 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     tracker: TrackerConfig = field(default_factory=TrackerConfig)
     nr: NRConfig = field(default_factory=NRConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
     bd: BDConfig = field(default_factory=BDConfig)
     mining: MiningConfig = field(default_factory=MiningConfig)
     tc: TCConfig = field(default_factory=TCConfig)
