@@ -114,6 +114,7 @@ class BDConfig:
     weight_decay: float = 5e-4
     sampler: str = "ahm"                      # ahm | rss
     bank_refresh: int = 200                   # AHM: re-embed all candidates every N steps
+    bank_batch: int = 256                     # crops per forward pass when (re)computing the bank
     exclude_frames: int = 50                  # AHM: drop the anchor's video within +-T frames
     candidates_per_frame: int = 2
     min_side: float = 0.1                     # candidate side as a fraction of the frame
