@@ -320,3 +320,27 @@ def test_ddp_two_processes_gloo(tmp_path):
     assert not torch.equal(w0["0.weight"], tiny_net(0, bn=False).state_dict()["0.weight"])
     assert [r["step"] for r in log_records(out / "log.jsonl")] == [1, 2, 3, 4, 5], "only rank 0 may log"
     assert is_complete(out / "ckpt.pt")
+
+
+def test_net_checkpoint_is_the_project_format(tmp_path):
+    """A ``Net`` trained by the loop comes back through ``load_net`` (one checkpoint format)."""
+    from pulkit.config import load_config
+    from pulkit.models.net import build_net, load_net
+
+    cfg = load_config("smoke")
+    torch.manual_seed(0)
+    net = build_net(cfg.model)
+    opt = torch.optim.SGD(net.parameters(), lr=1e-3)
+
+    def pair_batch(step, g):
+        return {"z": 255 * torch.rand(2, 3, cfg.model.exemplar_sz, cfg.model.exemplar_sz, generator=g),
+                "x": 255 * torch.rand(2, 3, cfg.model.instance_sz, cfg.model.instance_sz, generator=g)}
+
+    train(net, opt, lambda m, b, s: {"loss": m(b["z"], b["x"]).pow(2).mean()}, pair_batch, 1,
+          checkpoint=tmp_path / "net.pt", stage="supervised", cfg=cfg, progress=False, device="cpu")
+    ckpt = load_training_checkpoint(tmp_path / "net.pt")
+    assert ckpt["arch"]["backbone"] == cfg.model.backbone and ckpt["config"] == cfg.to_dict()
+    assert ckpt["provenance"]["profile"] == "smoke" and ckpt["complete"]
+    assert_same_weights(net.state_dict(), load_net(tmp_path / "net.pt", device="cpu").state_dict())
+    with pytest.raises(TypeError, match="whole pulkit Config"):
+        train(net, opt, lambda m, b, s: {}, pair_batch, 1, cfg=cfg.model, progress=False, device="cpu")

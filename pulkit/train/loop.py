@@ -45,7 +45,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..io import atomic_write_bytes, torch_save_atomic
-from ..provenance import config_dict, provenance, seed_everything
+from ..models.net import CHECKPOINT_FORMAT, Net, load_checkpoint, resolve_device, save_checkpoint
+from ..provenance import provenance, seed_everything
 
 StepFn = Callable[[nn.Module, Any, int], Mapping[str, Any]]
 BatchFn = Callable[[int, torch.Generator], Any]
@@ -183,9 +184,8 @@ def _batch_len(batch: Any) -> int:
 
 
 def _resolve_device(device: str | torch.device, dinfo: DistInfo) -> torch.device:
-    if str(device) == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(device)
+    """``resolve_device``, with a bare ``cuda`` meaning this rank's ``cuda:LOCAL_RANK``."""
+    device = resolve_device(device)
     if device.type == "cuda" and device.index is None:
         device = torch.device("cuda", dinfo.local_rank)
     return device
@@ -216,41 +216,25 @@ def set_rng_state(state: Mapping[str, Any]) -> None:
 
 
 # --------------------------------------------------------------------------- checkpoints
-CHECKPOINT_FORMAT = "pulkit-checkpoint-v1"
-
-
 def save_training_checkpoint(path: str | os.PathLike, model: nn.Module, cfg: Any = None, **state: Any) -> Path:
-    """Write one checkpoint in the project's format (atomically) through ``pulkit.models.net``.
+    """Write one checkpoint in the project's single format, atomically.
 
-    The network's ``arch`` entry is filled in by ``pulkit.models.net.save_checkpoint`` when the
-    module is a ``Net``; any other module is stored with ``arch: None``.
+    A ``Net`` goes through ``pulkit.models.net.save_checkpoint`` (which adds its ``arch``); any
+    other module (a BD embedder, a test's toy net) gets the same dict with ``arch: None``.
     """
-    try:
-        from ..models import net as net_mod
-    except ImportError:
-        net_mod = None
-    saver = getattr(net_mod, "save_checkpoint", None)
-    if saver is not None and isinstance(model, getattr(net_mod, "Net", ())):
-        return Path(saver(path, model, cfg, **state))
-
+    if isinstance(model, Net):
+        return Path(save_checkpoint(path, model, cfg, **state))
+    clash = [k for k in state if k in ("format", "arch", "model", "config")]
+    if clash:
+        raise ValueError(f"save_training_checkpoint: {', '.join(clash)} are reserved checkpoint keys")
     record = {"format": CHECKPOINT_FORMAT, "arch": None, "model": model.state_dict(),
-              "config": _config_record(cfg), **state}
+              "config": cfg.to_dict() if cfg is not None else None, **state}
     return torch_save_atomic(record, path)
 
 
 def load_training_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """Read a checkpoint to CPU with a clear error when it is missing or not pulkit's format."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such checkpoint")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - torch raises many kinds for a bad file
-        raise ValueError(f"{path}: not a readable checkpoint ({type(e).__name__}: {e})") from None
-    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
-        found = ckpt.get("format") if isinstance(ckpt, dict) else type(ckpt).__name__
-        raise ValueError(f"{path}: not a {CHECKPOINT_FORMAT} checkpoint (format: {found!r})")
-    return ckpt
+    """Read a checkpoint to CPU (``pulkit.models.net.load_checkpoint``: clear errors for bad files)."""
+    return load_checkpoint(path, map_location="cpu")
 
 
 def is_complete(path: str | os.PathLike) -> bool:
@@ -258,12 +242,6 @@ def is_complete(path: str | os.PathLike) -> bool:
     if not Path(path).is_file():
         return False
     return bool(load_training_checkpoint(path).get("complete", False))
-
-
-def _config_record(cfg: Any) -> Any:
-    if cfg is None:
-        return None
-    return cfg.to_dict() if hasattr(cfg, "to_dict") else config_dict(cfg)
 
 
 # --------------------------------------------------------------------------- the loop
@@ -280,7 +258,7 @@ def train(model: nn.Module, optimizer: torch.optim.Optimizer, step_fn: StepFn, b
     only loads its weights and returns); ``resume=False`` starts afresh and overwrites it.
     ``log``: JSON-lines file, one record every ``log_every`` steps: ``step`` (completed steps),
     ``loss``, ``lr``, ``pairs_per_s`` (batch items per second), ``elapsed`` (s) and the metrics.
-    ``cfg``: the ``Config`` (or stage dataclass) stored with provenance; ``seed`` and ``profile``
+    ``cfg``: the whole ``Config`` (or None), stored with provenance; ``seed`` and ``profile``
     default to ``cfg.seed`` / ``cfg.profile`` (else 0 / "unknown").  ``extra_state``: named objects
     with ``state_dict()`` / ``load_state_dict()`` (an embedding bank, say) checkpointed alongside.
     """
@@ -302,7 +280,9 @@ def train(model: nn.Module, optimizer: torch.optim.Optimizer, step_fn: StepFn, b
     is_main = dinfo.rank == 0
     try:
         model.to(device)
-        config = _config_record(cfg)
+        if cfg is not None and not hasattr(cfg, "to_dict"):
+            raise TypeError(f"train(cfg=...) takes the whole pulkit Config (or None), got {type(cfg).__name__}")
+        config = cfg.to_dict() if cfg is not None else None
         start, elapsed0, resumed_from, last = 0, 0.0, None, {}
         ckpt = load_training_checkpoint(checkpoint) if resume and checkpoint is not None and checkpoint.is_file() else None
         if ckpt is not None:
