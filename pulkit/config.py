@@ -145,6 +145,13 @@ class MiningConfig:
 @dataclass(frozen=True)
 class TCConfig:
     """Temporal-correspondence learning, progressive rounds."""
+    scale_num: int = 3                        # tracker scales while mining (1: fixed box size, 3x faster)
+    search_sz: int | None = None              # search crop while mining, 127 + 8k (None: model.instance_sz; smaller is faster)
+    response_up: int = 16                     # bicubic upsampling of the response (SiamFC)
+    confidence: str = "sigmoid"               # peak score: sigmoid (of the head's logit) | cosine (normalised feature xcorr)
+    emit_every: int = 1                       # emit a pair every k-th step of a kept track (and at its last step)
+    forward_batch: int = 48                   # search crops per network forward (memory bound)
+    frame_cache_mb: int = 1024                # decoded frames kept for the backward pass (beyond: decode again)
     rounds: int = 3
     steps_per_round: int = 2000
     batch_size: int = 8
