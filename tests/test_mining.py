@@ -1,0 +1,128 @@
+"""TC mining: batched SiamFC tracking, forward-backward filtering, the pairs table, labels never read."""
+from __future__ import annotations
+
+import dataclasses
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from pulkit.config import MiningConfig, ModelConfig
+from pulkit.data.crops import xywh_to_cxcywh
+from pulkit.data.sequences import LabelAccessError, Sequence, unlabeled
+from pulkit.models.net import build_net
+from pulkit.train import mining
+
+MODEL = ModelConfig(exemplar_sz=103, instance_sz=167)       # AlexNet: 4 x 4 template, 9 x 9 response
+FAST = MiningConfig(scale_num=1, response_up=4, confidence="cosine", min_response=0.5, start_stride=2,
+                    candidates_per_video=3, fb_iou=0.5)
+SEEDS = pd.DataFrame(dict(frame=[0, 0, 2], x=[30.0, 64.0, 12.0], y=[20.0, 40.0, 50.0],
+                          w=[30.0, 22.0, 40.0], h=[30.0, 36.0, 26.0]))
+
+
+def _texture(rng, h=96, w=128):
+    return cv2.GaussianBlur(rng.integers(0, 256, (h, w, 3), dtype=np.uint8), (5, 5), 0)
+
+
+def _write(folder, images):
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i, img in enumerate(images):
+        p = folder / f"{i:04d}.png"
+        cv2.imwrite(str(p), img[:, :, ::-1])
+        paths.append(p)
+    return paths
+
+
+@pytest.fixture(scope="module")
+def net():
+    torch.manual_seed(0)
+    return build_net(MODEL)
+
+
+@pytest.fixture(scope="module")
+def static_seq(tmp_path_factory):
+    """A static textured video: every frame identical, so tracking is trivially consistent."""
+    img = _texture(np.random.default_rng(0))
+    frames = _write(tmp_path_factory.mktemp("static"), [img] * 6)
+    boxes = np.tile([40.0, 30.0, 30.0, 24.0], (6, 1))
+    return Sequence("static", frames, boxes=boxes)
+
+
+def _geometry(net, cfg=FAST):
+    return mining._prepare(net, cfg, MODEL, "cpu")
+
+
+def test_static_video_tracks_stay_put_and_pass_fb(net, static_seq):
+    inf, geo, dev = _geometry(net)
+    ch = mining.track_chains(inf, mining._Frames(unlabeled(static_seq), 64), SEEDS, 3, FAST, geo, dev)
+    assert ch.last.tolist() == [3, 3, 3]
+    assert ch.passed.all() and np.allclose(ch.fb_iou, 1.0)
+    for k in range(4):
+        np.testing.assert_allclose(ch.boxes[:, k], SEEDS[["x", "y", "w", "h"]].to_numpy(), atol=1e-6)
+    assert (ch.scores[:, 1:] > 0.99).all()            # cosine of identical windows
+    assert ch.steps == 2 * 3 * 3                       # forward + backward, 3 tracks x 3 steps
+
+
+def test_batched_tracking_equals_one_track_at_a_time(net, tmp_path):
+    rng = np.random.default_rng(1)
+    big = _texture(rng, 140, 180)
+    frames = _write(tmp_path / "pan", [big[i * 3:i * 3 + 96, i * 4:i * 4 + 128] for i in range(4)])
+    seq = unlabeled(Sequence("pan", frames))
+    cfg = dataclasses.replace(FAST, scale_num=3, min_response=-1.0)
+    inf, geo, dev = _geometry(net, cfg)
+    together = mining.track_chains(inf, mining._Frames(seq, 64), SEEDS, 2, cfg, geo, dev)
+    for i in range(len(SEEDS)):
+        alone = mining.track_chains(inf, mining._Frames(seq, 64), SEEDS.iloc[[i]], 2, cfg, geo, dev)
+        np.testing.assert_allclose(alone.boxes[0], together.boxes[i], rtol=0, atol=1e-3)
+        np.testing.assert_allclose(alone.back[0], together.back[i], rtol=0, atol=1e-3)
+
+
+def _fake_step(dx_per_step, scores=None):
+    """A matcher that moves every box ``dx`` px right per update (forward and backward alike: drift)."""
+    calls = {"n": 0}
+
+    def step(net, img, centers, sizes, zf, geo, device, size_bounds=None):
+        calls["n"] += 1
+        peak = np.full(len(centers), 0.9) if scores is None else np.full(len(centers), scores(calls["n"]))
+        return centers + np.array([dx_per_step, 0.0]), sizes.copy(), peak
+    return step
+
+
+def test_forward_backward_rejects_a_drifting_track(net, static_seq, monkeypatch):
+    inf, geo, dev = _geometry(net)
+    frames = mining._Frames(unlabeled(static_seq), 64)
+    seeds = SEEDS.iloc[:1]                                   # a 30 px wide box at frame 0
+    monkeypatch.setattr(mining, "track_step", _fake_step(4.0))
+    ch = mining.track_chains(inf, frames, seeds, 3, FAST, geo, dev)
+    # forward ends 12 px right; tracking back drifts 12 px further: 24 px off a 30 px box
+    assert ch.last[0] == 3 and not ch.passed[0]
+    assert ch.back[0, 0] == pytest.approx(30.0 + 24.0)
+    assert ch.fb_iou[0] == pytest.approx(6 / 54)
+    monkeypatch.setattr(mining, "track_step", _fake_step(1.0))   # 6 px off: IoU 24/36 >= 0.5
+    ch = mining.track_chains(inf, frames, seeds, 3, FAST, geo, dev)
+    assert ch.passed[0] and ch.fb_iou[0] == pytest.approx(24 / 36)
+
+
+def test_low_response_stops_the_track(net, static_seq, monkeypatch):
+    inf, geo, dev = _geometry(net)
+    frames = mining._Frames(unlabeled(static_seq), 64)
+    # forward scores 0.9, 0.8, 0.3 (< min_response 0.5): two steps kept; the backward pass ignores scores
+    monkeypatch.setattr(mining, "track_step", _fake_step(0.0, scores=lambda n: [0.9, 0.8, 0.3][n - 1]
+                                                          if n <= 3 else 0.0))
+    ch = mining.track_chains(inf, frames, SEEDS.iloc[:1], 5, FAST, geo, dev)
+    assert ch.last[0] == 2 and ch.passed[0]
+    np.testing.assert_allclose(ch.scores[0, 1:3], [0.9, 0.8])
+    assert np.isnan(ch.scores[0, 3:]).all() and np.isnan(ch.boxes[0, 3:]).all()
+    assert ch.steps == 3 + 2                                  # the stop is detected at step 3
+
+
+def test_geometry_rejects_bad_configs():
+    with pytest.raises(ValueError, match="confidence"):
+        mining.MinerGeometry.from_configs(dataclasses.replace(FAST, confidence="peak"), MODEL)
+    with pytest.raises(ValueError, match="127 \\+ 8k"):
+        mining.MinerGeometry.from_configs(dataclasses.replace(FAST, search_sz=160), MODEL)
+    geo = mining.MinerGeometry.from_configs(dataclasses.replace(FAST, scale_num=3), MODEL)
+    np.testing.assert_allclose(geo.scale_factors, [1 / 1.0375, 1.0, 1.0375])
