@@ -303,7 +303,7 @@ def _nest(flat: dict[str, Any], **top: Any) -> dict[str, Any]:
         if isinstance(value, Mapping) and isinstance(node.get(parts[-1]), dict):
             node[parts[-1]].update(value)
         else:
-            node[parts[-1]] = value
+            node[parts[-1]] = dict(value) if isinstance(value, Mapping) else value  # never mutate the caller's dict
     return out
 
 
