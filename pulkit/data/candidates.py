@@ -33,6 +33,7 @@ import zlib
 from pathlib import Path
 from typing import Iterable
 
+import cv2
 import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
@@ -57,15 +58,15 @@ def _check_cfg(bd_cfg) -> None:
 
 
 def gradient_magnitude(img: np.ndarray) -> np.ndarray:
-    """Per-pixel gradient magnitude of the grayscale image (central differences), float64 H x W."""
-    g = img.astype(np.float64) @ np.array([0.299, 0.587, 0.114]) if img.ndim == 3 else img.astype(np.float64)
-    gy, gx = np.gradient(g)
+    """Per-pixel gradient magnitude of the grayscale image (central differences), float32 H x W."""
+    g = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY) if img.ndim == 3 else img
+    gy, gx = np.gradient(g.astype(np.float32))
     return np.hypot(gx, gy)
 
 
 def _integral(a: np.ndarray) -> np.ndarray:
     out = np.zeros((a.shape[0] + 1, a.shape[1] + 1))
-    out[1:, 1:] = a.cumsum(0).cumsum(1)
+    out[1:, 1:] = a.cumsum(0, dtype=np.float64).cumsum(1)
     return out
 
 
