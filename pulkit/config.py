@@ -67,6 +67,11 @@ class TrackerConfig:
     window_influence: float | None = None     # SiamFC 0.176 / SiamDW 0.2897
     response_up: int = 16                     # bicubic upsampling of the response
     device: str = "auto"
+    min_size_factor: float = 0.2              # target size clamped to [min, max] x its initial size
+    max_size_factor: float = 5.0
+    crop_backend: str = "auto"                # cv2 (CPU warpAffine) | torch (grid_sample on the device) | auto: torch on CUDA
+    fuse_bn: bool = True                      # fold BatchNorm into convs for inference (same function, faster)
+    channels_last: bool = True                # NHWC activations for inference (faster oneDNN/cuDNN convs)
 
 
 TRACKER_DEFAULTS: dict[str, dict[str, float]] = {
