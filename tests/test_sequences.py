@@ -134,6 +134,10 @@ def test_got10k_bare_split_folder(tmp_path, make_got10k):
     make_got10k(tmp_path / "mysplit", "a", [[1, 1, 5, 5]] * 2)
     (seq,) = read_got10k(tmp_path / "mysplit", subset="val")
     assert seq.name == "a" and len(seq) == 2
+    make_got10k(tmp_path / "val", "b", [[1, 1, 5, 5]])
+    assert [s.name for s in read_got10k(tmp_path / "val", subset="val")] == ["b"]
+    with pytest.raises(DataError, match="'val' split folder, but subset='train'"):
+        read_got10k(tmp_path / "val", subset="train")
 
 
 def test_got10k_test_split_has_first_box_only(tmp_path, write_frames):

@@ -4,15 +4,14 @@ Every reader returns ``Sequence`` objects with boxes in pulkit's convention (N x
 0-based ``[x, y, w, h]``, see ``pulkit.data.crops``) and a NaN row wherever the target is absent
 or its annotation is unusable.  Layouts (details and conventions in ``data/README.md``):
 
-=============  =====================================================================  ==========
-reader         layout                                                                 file boxes
-=============  =====================================================================  ==========
-``read_otb``   ``<root>/[list.txt]``, ``<seq>/img/0001.jpg``, ``<seq>/groundtruth_rect.txt``  1-based
-``read_vot``   ``<root>/list.txt``, ``<seq>/[color/]00000001.jpg``, ``<seq>/groundtruth.txt``  1-based
-``read_got10k`` ``<root>/<subset>/list.txt``, ``<seq>/00000001.jpg``, ``groundtruth.txt``,
-               ``absence.label``, ``cover.label``, ``meta_info.ini``                   0-based
-``read_vid``   ``Data/VID/<subset>/**/000000.JPEG``, ``Annotations/VID/<subset>/**/000000.xml``  0-based corners
-=============  =====================================================================  ==========
+* ``read_otb``: ``<root>/[list.txt]``, ``<seq>/img/0001.jpg``, ``<seq>/groundtruth_rect.txt`` (1-based boxes)
+* ``read_vot``: ``<root>/list.txt``, ``<seq>/[color/]00000001.jpg``, ``<seq>/groundtruth.txt`` (1-based
+  rectangles or polygons)
+* ``read_got10k``: ``<root>/<subset>/list.txt``, ``<seq>/00000001.jpg``, ``groundtruth.txt`` (0-based),
+  ``absence.label``, ``cover.label``, ``meta_info.ini``
+* ``read_vid``: ``Data/VID/<subset>/**/000000.JPEG``, ``Annotations/VID/<subset>/**/000000.xml``
+  (inclusive 0-based corners)
+* ``load_shared``: the bundled sequences (OTB and VOT layouts) under ``pulkit.paths.shared_sequences()``
 
 Bad input never crashes deep inside a library: ``HOSTILE_INPUTS`` lists every case handled and
 what the reader does about it (each has a test in ``tests/test_hostile_inputs.py``).
@@ -66,6 +65,7 @@ HOSTILE_INPUTS: list[tuple[str, str]] = [
     ("self-intersecting VOT polygon", "bounds of its corners as the box, polygon kept as given"),
     ("one-frame sequence", "read normally"),
     ("zero-byte or truncated JPEG / PNG", "ImageError naming the file (iter_frames(on_error='skip'): warned, counted, skipped)"),
+    ("non-image bytes, or a folder, where a frame should be", "ImageError naming the path"),
     ("grayscale (or 16-bit) PNG frames", "decoded to RGB uint8 H x W x 3"),
     ("unicode and spaces in paths", "read normally (bytes decoded with numpy + cv2.imdecode)"),
     ("non-UTF-8 annotation file", "DataError naming the file"),
@@ -494,6 +494,8 @@ def _got10k_split(root: Path, subset: str) -> Path:
     if (root / subset / "list.txt").is_file():
         return root / subset
     if (root / "list.txt").is_file():
+        if root.name in ("train", "val", "test") and root.name != subset:
+            raise DataError(f"{root}: this is the {root.name!r} split folder, but subset={subset!r} was asked for")
         return root
     raise DataError(f"{root / subset / 'list.txt'}: missing file (GOT-10k layout: <root>/{subset}/list.txt, "
                     f"<root>/{subset}/<seq>/00000001.jpg, groundtruth.txt; or a split folder holding list.txt)")
@@ -560,7 +562,8 @@ def read_got10k(root: str | Path, subset: str = "val", names=None) -> list[Seque
     ``meta_info.ini``.  The test split annotates the first frame only: the other rows are NaN.
 
     Rule for bare split folders: when ``<root>/<subset>/list.txt`` does not exist but
-    ``<root>/list.txt`` does, ``root`` is taken as the split folder itself.
+    ``<root>/list.txt`` does, ``root`` is taken as the split folder itself (a folder named ``train``,
+    ``val`` or ``test`` must then match ``subset``).
     """
     split = _got10k_split(Path(root), subset)
     all_names = _got10k_names(split)
