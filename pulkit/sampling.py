@@ -44,14 +44,23 @@ def rss_batch(n: int, batch_size: int, generator: torch.Generator | None = None,
     n, batch_size = int(n), int(batch_size)
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    ex = _as_index(exclude, n, "exclude")
-    if ex.numel() == 0:
-        if n < batch_size:
-            raise ValueError(f"RSS needs {batch_size} candidates but the pool has only {n}")
-        return torch.randperm(n, generator=generator)[:batch_size]
+    ex = torch.unique(_as_index(exclude, n, "exclude"))
+    n_ok = n - len(ex)
+    if n_ok < batch_size:
+        raise ValueError(f"RSS needs {batch_size} candidates but only {n_ok} of {n} are not excluded")
+    if n_ok >= 4 * batch_size:
+        # sequential uniform draws, rejecting excluded and repeated rows: each accepted row is
+        # uniform over the rest, i.e. uniform without replacement, in O(batch) not O(n)
+        banned, chosen = set(ex.tolist()), []
+        while len(chosen) < batch_size:
+            for i in torch.randint(n, (2 * (batch_size - len(chosen)) + 8,), generator=generator).tolist():
+                if i not in banned:
+                    banned.add(i)
+                    chosen.append(i)
+                    if len(chosen) == batch_size:
+                        break
+        return torch.tensor(chosen, dtype=torch.long)
     pool = torch.nonzero(_eligible(n, ex)).squeeze(1)
-    if len(pool) < batch_size:
-        raise ValueError(f"RSS needs {batch_size} candidates but only {len(pool)} of {n} are not excluded")
     return pool[torch.randperm(len(pool), generator=generator)[:batch_size]]
 
 

@@ -116,3 +116,13 @@ def test_batch_hardness_is_mean_anchor_similarity():
     e = emb / emb.norm(dim=1, keepdim=True)
     idx = [4, 1, 7]
     assert batch_hardness(emb, idx) == pytest.approx(float((e[[1, 7]] @ e[4]).mean()), abs=1e-6)
+
+
+def test_rss_is_uniform():
+    g = torch.Generator().manual_seed(5)
+    counts = np.zeros(40)
+    for _ in range(2000):                                       # large pool: the rejection path
+        counts[rss_batch(40, 5, generator=g, exclude=[0, 1]).numpy()] += 1
+    assert counts[:2].sum() == 0
+    expected = 2000 * 5 / 38
+    assert np.abs(counts[2:] - expected).max() < 5 * np.sqrt(expected)

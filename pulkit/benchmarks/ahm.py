@@ -1,0 +1,86 @@
+"""AHM batch selection time: ``python -m pulkit.bench ahm [--n 200000 --dim 128 --batch 64]``.
+
+Builds an ``EmbeddingBank`` of random clustered embeddings with video / frame metadata (videos
+of ``--frames`` frames, one candidate per frame), then times ``ahm_batch`` with the anchor's
++-T-frame exclusion set (``--T 50``: about 100 indices) over many calls.  Prints the bank build
+time, the median (and 10 / 90 % quantiles) per batch, the exclusion and RSS times and the batch
+hardness of AHM vs RSS; the last line is one JSON object.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import numpy as np
+import torch
+
+from pulkit.sampling import EmbeddingBank, ahm_batch, batch_hardness, rss_batch
+
+
+def _parse(argv):
+    p = argparse.ArgumentParser(prog="python -m pulkit.bench ahm", description=__doc__.splitlines()[0])
+    p.add_argument("--n", type=int, default=200_000, help="bank rows (candidates)")
+    p.add_argument("--dim", type=int, default=128, help="embedding dimension")
+    p.add_argument("--batch", type=int, default=64, help="AHM batch size")
+    p.add_argument("--calls", type=int, default=200, help="timed batches")
+    p.add_argument("--frames", type=int, default=1000, help="frames per synthetic video")
+    p.add_argument("--T", type=int, default=50, help="same-video exclusion, +-frames")
+    p.add_argument("--clusters", type=int, default=2000, help="clusters in the synthetic embeddings")
+    p.add_argument("--seed", type=int, default=0)
+    return p.parse_args(argv)
+
+
+def _quantiles(ts):
+    ms = np.asarray(ts) * 1e3
+    return float(np.median(ms)), float(np.quantile(ms, 0.1)), float(np.quantile(ms, 0.9))
+
+
+def main(argv=None) -> int:
+    a = _parse(argv)
+    g = torch.Generator().manual_seed(a.seed)
+    centres = torch.randn(a.clusters, a.dim, generator=g)
+    raw = centres[torch.randint(a.clusters, (a.n,), generator=g)] + 0.5 * torch.randn(a.n, a.dim, generator=g)
+    video, frame = np.arange(a.n) // a.frames, np.arange(a.n) % a.frames
+
+    t0 = time.perf_counter()
+    bank = EmbeddingBank(raw, video=video, frame=frame)
+    build_s = time.perf_counter() - t0
+    print(f"bank {a.n} x {a.dim} float32 ({bank.embeddings.numel() * 4 / 2**20:.0f} MiB): built in {build_s:.3f} s")
+
+    ahm_t, excl_t, rss_t, n_ex, hard_ahm, hard_rss = [], [], [], [], [], []
+    for i in range(a.calls + 5):                                    # 5 warm-up calls
+        anchor = int(torch.randint(a.n, (1,), generator=g))
+        t0 = time.perf_counter()
+        ex = bank.exclusion(anchor, a.T)
+        t1 = time.perf_counter()
+        batch = ahm_batch(bank, a.batch, anchor=anchor, exclude=ex)
+        t2 = time.perf_counter()
+        rnd = rss_batch(a.n, a.batch, generator=g, exclude=ex)
+        t3 = time.perf_counter()
+        if i >= 5:
+            excl_t.append(t1 - t0)
+            ahm_t.append(t2 - t1)
+            rss_t.append(t3 - t2)
+            n_ex.append(len(ex))
+            hard_ahm.append(batch_hardness(bank, batch))
+            hard_rss.append(batch_hardness(bank, torch.cat([batch[:1], rnd[rnd != batch[0]][:a.batch - 1]])))
+
+    ahm_ms, ahm_p10, ahm_p90 = _quantiles(ahm_t)
+    excl_ms, rss_ms = _quantiles(excl_t)[0], _quantiles(rss_t)[0]
+    print(f"ahm_batch (batch {a.batch}, exclude {np.mean(n_ex):.0f} indices): median {ahm_ms:.2f} ms "
+          f"(10-90 %: {ahm_p10:.2f}-{ahm_p90:.2f} ms) over {a.calls} calls, torch threads {torch.get_num_threads()}")
+    print(f"exclusion(anchor, T={a.T}): median {excl_ms:.3f} ms; rss_batch: median {rss_ms:.2f} ms")
+    print(f"hardness (mean anchor cosine): AHM {np.mean(hard_ahm):.3f}, RSS {np.mean(hard_rss):.3f}")
+    print(json.dumps({
+        "ahm_batch_ms": round(ahm_ms, 3), "ahm_batch_ms_p10": round(ahm_p10, 3), "ahm_batch_ms_p90": round(ahm_p90, 3),
+        "bank_build_s": round(build_s, 4), "exclusion_ms": round(excl_ms, 4), "rss_batch_ms": round(rss_ms, 3),
+        "exclude_size": float(np.mean(n_ex)), "hardness_ahm": round(float(np.mean(hard_ahm)), 4),
+        "hardness_rss": round(float(np.mean(hard_rss)), 4), "n": a.n, "dim": a.dim, "batch": a.batch,
+        "calls": a.calls, "threads": torch.get_num_threads(),
+    }, sort_keys=True))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
