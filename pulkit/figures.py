@@ -63,10 +63,24 @@ def style_rc() -> dict[str, Any]:
 
 
 def setup_style() -> None:
-    """Apply the house style to matplotlib (call once at the top of a notebook)."""
+    """Apply the house style to matplotlib (call once at the top of a notebook).
+
+    Inside IPython / Jupyter it also turns on inline display, so a ``Figure`` that is a cell's last
+    expression is shown (PNG at the house dpi).
+    """
     import matplotlib
 
     matplotlib.rcParams.update(style_rc())
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return
+    shell = get_ipython()
+    if shell is not None and hasattr(shell, "kernel"):
+        from matplotlib_inline.backend_inline import set_matplotlib_formats
+
+        shell.run_line_magic("matplotlib", "inline")
+        set_matplotlib_formats("png")
 
 
 def new_figure(nrows: int = 1, ncols: int = 1, *, width: float = 6.0, height: float | None = None,
@@ -146,6 +160,37 @@ def plot_sample_frames(sequences: Sequence[Any], n_frames: int = 4, max_sequence
                 ax.text(0.5, 0.5, "target absent", transform=ax.transAxes, ha="center", va="center",
                         color="white", fontsize=7, bbox=dict(facecolor="black", alpha=0.5, lw=0))
     return fig
+
+
+def plot_frame(seq: Any, i: int, width: float = 5.0) -> Figure:
+    """Frame ``i`` of ``seq`` with its true box (blue), when it has one."""
+    fig, axes = new_figure(1, 1, width=width)
+    ax = axes[0, 0]
+    ax.imshow(seq.image(int(i)))
+    ax.set_axis_off()
+    ax.set_title(f"{seq.name} #{i}", fontsize=8)
+    box = None if seq.boxes is None else seq.boxes[int(i)]
+    if box is not None and np.all(np.isfinite(box)):
+        ax.add_patch(_rectangle((box[0] - 0.5, box[1] - 0.5), box[2], box[3], TRUE_GT))
+    return fig
+
+
+def browse_sequences(sequences: Sequence[Any]):
+    """An ipywidgets browser (sequence menu, frame slider) over ``plot_frame``; for ``INTERACTIVE`` runs."""
+    import ipywidgets as widgets
+    from IPython.display import display
+
+    seqs = {s.name: s for s in sequences}
+    if not seqs:
+        raise ValueError("browse_sequences: no sequences given")
+    menu = widgets.Dropdown(options=list(seqs), description="sequence")
+    frame = widgets.IntSlider(0, 0, len(seqs[menu.value]) - 1, description="frame")
+    menu.observe(lambda change: setattr(frame, "max", len(seqs[change["new"]]) - 1), names="value")
+
+    def show(name: str, i: int) -> None:
+        display(plot_frame(seqs[name], min(i, len(seqs[name]) - 1)))
+
+    return widgets.interactive(show, name=menu, i=frame)
 
 
 def _rectangle(xy: tuple[float, float], w: float, h: float, color: str):

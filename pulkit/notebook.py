@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import platform
 import re
+import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -114,16 +115,13 @@ def save_timings(profile: str, notebook: str, seconds: dict[str, float], **extra
 
 
 def machine() -> dict[str, Any]:
-    """Where timings were measured: CPU count, torch threads, GPU name when one is used."""
+    """Where timings were measured: CPU count; torch threads and GPU name when torch is in use."""
     out: dict[str, Any] = {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
                            "cpu_count": os.cpu_count()}
-    try:
-        import torch
-
+    torch = sys.modules.get("torch")  # only when the notebook used torch: importing it costs seconds
+    if torch is not None:
         out["torch_threads"] = torch.get_num_threads()
         out["cuda"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
-    except ImportError:
-        pass
     return out
 
 
