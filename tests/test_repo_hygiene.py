@@ -1,0 +1,100 @@
+"""Repository hygiene: notebooks committed stripped, no machine paths, no generated files tracked.
+
+Runs on the files git tracks (plus, for notebooks, their committed version at HEAD); outside a git
+checkout it scans the working tree instead.  ``.ci/run`` runs this module before ``make test``.
+"""
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from pulkit import paths
+
+ROOT = paths.project_root()
+SCANNED = ("pulkit/", "tests/", "notebooks/", "Makefile", ".ci/")
+# Built from pieces so this file does not match itself.
+MACHINE_PATH = re.compile("(?<![\\w.~])/(" + "|".join(["wo" + "rk", "t" + "mp", "ro" + "ot", "ho" + "me"]) + ")/")
+GENERATED = ("results/", "runs/", "checkpoints/", "data/synthetic/", "data/cache/", ".venv/", ".cache/")
+MAX_TRACKED_BYTES = 2_000_000
+
+
+def _git(*args: str) -> str | None:
+    try:
+        out = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout if out.returncode == 0 else None
+
+
+def tracked_files() -> list[str]:
+    listed = _git("ls-files", "-z")
+    if listed is None:  # not a git checkout: everything under the scanned roots
+        return sorted(p.relative_to(ROOT).as_posix() for p in ROOT.rglob("*")
+                      if p.is_file() and ".venv" not in p.parts and "__pycache__" not in p.parts)
+    return sorted(f for f in listed.split("\0") if f and (ROOT / f).is_file())
+
+
+def scanned_files() -> list[str]:
+    return [f for f in tracked_files() if f.startswith(SCANNED) or f in SCANNED]
+
+
+def machine_paths(text: str) -> list[str]:
+    """Lines of ``text`` holding an absolute machine path."""
+    return [line.strip() for line in text.splitlines() if MACHINE_PATH.search(line)]
+
+
+def notebook_outputs(text: str) -> list[int]:
+    """1-based numbers of code cells with outputs or an execution count."""
+    nb = json.loads(text)
+    return [i + 1 for i, c in enumerate(nb["cells"])
+            if c["cell_type"] == "code" and (c.get("outputs") or c.get("execution_count") is not None)]
+
+
+def test_scans_something():
+    files = scanned_files()
+    assert any(f.startswith("pulkit/") for f in files) and "Makefile" in files
+
+
+def test_no_absolute_machine_paths():
+    offenders = {}
+    for f in scanned_files():
+        try:
+            text = (ROOT / f).read_text()
+        except UnicodeDecodeError:
+            continue
+        hits = machine_paths(text)
+        if hits:
+            offenders[f] = hits[:3]
+    assert not offenders, f"absolute machine paths (resolve them from pulkit.paths or tmp_path): {offenders}"
+
+
+def test_detector_catches_paths_and_spares_the_rest():
+    bad = "/".join(["", "work", "main", "x.py"])
+    assert machine_paths(f"root = '{bad}'") and machine_paths("cd " + "/".join(["", "tmp", "x"]))
+    assert not machine_paths("paths.results_dir(profile) / 'timings/01.json'")
+    assert not machine_paths("see https://example.org/home/page and ~/.cache/x and data/tmp/x")
+
+
+@pytest.mark.parametrize("path", sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "notebooks").glob("*.ipynb")))
+def test_notebooks_stripped_in_tree_and_at_head(path):
+    assert not notebook_outputs((ROOT / path).read_text()), f"{path}: outputs in the working tree (nbstripout it)"
+    committed = _git("show", f"HEAD:{path}")
+    if committed is not None:  # None: not committed yet, or no git
+        assert not notebook_outputs(committed), f"{path}: committed with outputs"
+
+
+def test_no_generated_or_huge_files_tracked():
+    files = tracked_files()
+    generated = [f for f in files if f.startswith(GENERATED) or "/.ipynb_checkpoints/" in f or f.endswith(".pyc")]
+    assert not generated, f"generated files are tracked: {generated[:5]}"
+    huge = [f for f in files if (ROOT / f).stat().st_size > MAX_TRACKED_BYTES]
+    assert not huge, f"files over {MAX_TRACKED_BYTES} bytes are tracked: {huge}"
+
+
+def test_no_tracked_executed_notebooks_outside_notebooks():
+    stray = [f for f in tracked_files() if f.endswith(".ipynb") and not f.startswith("notebooks/")]
+    assert not stray, f"notebooks outside notebooks/ are tracked (executed copies belong in runs/): {stray}"
