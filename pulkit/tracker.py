@@ -23,6 +23,7 @@ tensor uploaded once per frame.
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import os
 
@@ -68,8 +69,8 @@ def grid_crops(frame: torch.Tensor, center, sizes, out_size: int, border: torch.
     sizes = torch.as_tensor(np.asarray(sizes, dtype=np.float64), dtype=frame.dtype, device=frame.device)
     u = torch.arange(out_size, dtype=frame.dtype, device=frame.device) - (out_size - 1) / 2
     steps = u[None, :] * (sizes[:, None] / out_size)                          # S x out, frame px offsets
-    gx = (2 * (center[0] + steps) + 1) / W - 1                                # align_corners=False
-    gy = (2 * (center[1] + steps) + 1) / H - 1
+    gx = (2 * (float(center[0]) + steps) + 1) / W - 1                         # align_corners=False
+    gy = (2 * (float(center[1]) + steps) + 1) / H - 1
     grid = torch.stack(torch.broadcast_tensors(gx[:, None, :], gy[:, :, None]), dim=-1)  # S x out x out x 2
     b = border.view(1, 3, 1, 1)
     src = (frame - b).expand(len(sizes), -1, -1, -1)
@@ -133,7 +134,7 @@ class SiamFCTracker(Tracker):
         return cls(net, tcfg, mcfg, device=dev)
 
     def _inference_net(self, net: Net) -> Net:
-        inf = fuse_bn(net) if self.cfg.fuse_bn else _eval_copy(net)
+        inf = fuse_bn(net) if self.cfg.fuse_bn else copy.deepcopy(net).eval()
         inf = inf.to(self.device)
         if self.cfg.channels_last:
             inf = inf.to(memory_format=torch.channels_last)
@@ -221,11 +222,6 @@ class SiamFCTracker(Tracker):
             out = torch.from_numpy(batch).permute(0, 3, 1, 2).to(self.device).float()
         fmt = torch.channels_last if self.cfg.channels_last else torch.contiguous_format
         return out.contiguous(memory_format=fmt)
-
-
-def _eval_copy(net: Net) -> Net:
-    import copy
-    return copy.deepcopy(net).eval()
 
 
 def _check_box(box, W: int, H: int) -> np.ndarray:
