@@ -98,3 +98,28 @@ def test_no_generated_or_huge_files_tracked():
 def test_no_tracked_executed_notebooks_outside_notebooks():
     stray = [f for f in tracked_files() if f.endswith(".ipynb") and not f.startswith("notebooks/")]
     assert not stray, f"notebooks outside notebooks/ are tracked (executed copies belong in runs/): {stray}"
+
+
+def _requirement(spec: str) -> tuple[str, str]:
+    """``("opencv-python-headless", ">=4.8")`` from a requirement string (name normalised)."""
+    m = re.match(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*(.*?)\s*$", spec)
+    assert m, f"unparsable requirement {spec!r}"
+    return re.sub(r"[-_.]+", "-", m.group(1)).lower(), m.group(2).replace(" ", "")
+
+
+def test_environment_yml_matches_pyproject():
+    import tomllib
+
+    import yaml
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    declared = {_requirement(s) for s in project["dependencies"]}
+    for extra in project.get("optional-dependencies", {}).values():
+        declared |= {_requirement(s) for s in extra}
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    conda = [d for d in env["dependencies"] if isinstance(d, str)]
+    pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict) and "pip" in d)
+    listed = {_requirement(s) for s in pip if not s.startswith("-e")}
+    assert listed == declared, (f"environment.yml and pyproject.toml disagree: only in environment.yml "
+                                f"{sorted(listed - declared)}, only in pyproject.toml {sorted(declared - listed)}")
+    assert "python=3.11" in conda and "pip" in conda
