@@ -57,7 +57,7 @@ class Counter:
 
 
 def make_step_fn(counter: Counter | None = None, crash_at: int | None = None, nan_at: int | None = None,
-                 sleep: float = 0.0):
+                 nan_grad_at: int | None = None, sleep: float = 0.0):
     def step_fn(model, batch, step):
         if step == crash_at:
             raise RuntimeError(f"simulated crash at step {step}")
@@ -69,6 +69,9 @@ def make_step_fn(counter: Counter | None = None, crash_at: int | None = None, na
         loss = ((model(batch["x"]) - scale * batch["y"]) ** 2).mean()
         if step == nan_at:
             loss = loss * float("nan")
+        if step == nan_grad_at:                      # finite loss, NaN gradient (0 * d sqrt(-1))
+            w = unwrap(model)[0].weight
+            loss = torch.where(torch.tensor(True), loss, torch.sqrt(-(w ** 2).sum() - 1))
         return {"loss": loss, "scale": scale}
     return step_fn
 
@@ -76,7 +79,7 @@ def make_step_fn(counter: Counter | None = None, crash_at: int | None = None, na
 def run(tmp: Path, init_seed: int = 0, steps: int = STEPS, resume: bool = True, counter: Counter | None = None,
         **kw):
     """One training run of the tiny net; returns (model, optimizer, result)."""
-    step_opts = {k: kw.pop(k) for k in ("crash_at", "nan_at", "sleep") if k in kw}
+    step_opts = {k: kw.pop(k) for k in ("crash_at", "nan_at", "nan_grad_at", "sleep") if k in kw}
     model = tiny_net(init_seed, bn=kw.pop("bn", True))
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
     sched = exp_lr(opt, 0.1, 1e-3, steps)
@@ -136,7 +139,7 @@ def test_uninterrupted_run_writes_complete_checkpoint_and_log(tmp_path):
     assert_same_weights(model.state_dict(), ckpt["model"])
     records = log_records(tmp_path / "log.jsonl")
     assert [r["step"] for r in records] == list(range(1, STEPS + 1))
-    assert set(records[0]) == {"step", "loss", "lr", "pairs_per_s", "elapsed", "scale"}
+    assert set(records[0]) == {"step", "loss", "grad_norm", "lr", "pairs_per_s", "elapsed", "scale"}
     assert records[0]["lr"] == pytest.approx(0.1) and records[-1]["lr"] == pytest.approx(1e-3)
     assert not list(tmp_path.glob(".*.tmp")), "a temporary checkpoint file was left behind"
 
@@ -209,6 +212,13 @@ def test_non_finite_loss_stops_and_keeps_last_checkpoint(tmp_path):
         run(tmp_path, nan_at=9)     # resuming meets the same bad step again, and still writes nothing
     assert (tmp_path / "ckpt.pt").read_bytes() == before
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_non_finite_gradient_stops_before_the_update(tmp_path):
+    with pytest.raises(NonFiniteLossError, match="non-finite gradient .* at step 5") as err:
+        run(tmp_path, nan_grad_at=5)
+    assert err.value.step == 5 and math.isfinite(err.value.loss)
+    assert load_training_checkpoint(tmp_path / "ckpt.pt")["step"] == 4
 
 
 def test_complete_checkpoint_loads_weights_without_training(tmp_path):

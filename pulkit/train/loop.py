@@ -51,16 +51,17 @@ from ..provenance import provenance, seed_everything
 StepFn = Callable[[nn.Module, Any, int], Mapping[str, Any]]
 BatchFn = Callable[[int, torch.Generator], Any]
 
-_LOG_KEYS = ("step", "loss", "lr", "pairs_per_s", "elapsed")
+_LOG_KEYS = ("step", "loss", "grad_norm", "lr", "pairs_per_s", "elapsed")
 
 
 class NonFiniteLossError(FloatingPointError):
-    """The loss became NaN or infinite; nothing of that step was applied or written."""
+    """The loss (or its gradient) became NaN or infinite; nothing of that step was applied or written."""
 
-    def __init__(self, step: int, loss: float, checkpoint: Path | None):
+    def __init__(self, step: int, loss: float, checkpoint: Path | None, what: str = "loss"):
         self.step, self.loss, self.checkpoint = step, loss, checkpoint
         kept = f"; the last good checkpoint {checkpoint} is untouched" if checkpoint else ""
-        super().__init__(f"non-finite loss {loss} at step {step} (0-based){kept}")
+        detail = f"non-finite loss {loss}" if what == "loss" else f"non-finite {what} (loss {loss})"
+        super().__init__(f"{detail} at step {step} (0-based){kept}")
 
 
 @dataclass
@@ -257,10 +258,13 @@ def train(model: nn.Module, optimizer: torch.optim.Optimizer, step_fn: StepFn, b
     checkpoints).  ``resume``: continue from that file when it exists (a complete checkpoint
     only loads its weights and returns); ``resume=False`` starts afresh and overwrites it.
     ``log``: JSON-lines file, one record every ``log_every`` steps: ``step`` (completed steps),
-    ``loss``, ``lr``, ``pairs_per_s`` (batch items per second), ``elapsed`` (s) and the metrics.
+    ``loss``, ``grad_norm``, ``lr``, ``pairs_per_s`` (batch items per second, checkpoint writing
+    excluded), ``elapsed`` (s, summed over resumes) and the metrics.
     ``cfg``: the whole ``Config`` (or None), stored with provenance; ``seed`` and ``profile``
     default to ``cfg.seed`` / ``cfg.profile`` (else 0 / "unknown").  ``extra_state``: named objects
     with ``state_dict()`` / ``load_state_dict()`` (an embedding bank, say) checkpointed alongside.
+    ``find_unused_parameters``: passed to ``DistributedDataParallel`` (True when some parameters get
+    no gradient in a step).
     """
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
@@ -293,8 +297,12 @@ def train(model: nn.Module, optimizer: torch.optim.Optimizer, step_fn: StepFn, b
             optimizer.load_state_dict(ckpt["optimizer"])
             if scheduler is not None and ckpt.get("scheduler") is not None:
                 scheduler.load_state_dict(ckpt["scheduler"])
+            saved_extra = ckpt.get("extra") or {}
             for name, obj in extra_state.items():
-                obj.load_state_dict(ckpt["extra"][name])
+                if name not in saved_extra:
+                    raise ValueError(f"{checkpoint}: no saved state for extra_state {name!r} "
+                                     f"(it holds {sorted(saved_extra)})")
+                obj.load_state_dict(saved_extra[name])
             set_rng_state(ckpt["rng"])
             start = resumed_from = int(ckpt["step"])
             elapsed0, last = float(ckpt.get("elapsed", 0.0)), dict(ckpt.get("metrics") or {})
@@ -334,6 +342,10 @@ def train(model: nn.Module, optimizer: torch.optim.Optimizer, step_fn: StepFn, b
             lr = float(optimizer.param_groups[0]["lr"])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            values["grad_norm"] = _grad_norm(model)
+            if not math.isfinite(values["grad_norm"]):
+                raise NonFiniteLossError(step, values["loss"], checkpoint if checkpoint and checkpoint.is_file() else None,
+                                         what="gradient")
             optimizer.step()
             if scheduler is not None:
                 scheduler.step()
@@ -349,7 +361,9 @@ def train(model: nn.Module, optimizer: torch.optim.Optimizer, step_fn: StepFn, b
                 bar.set_postfix(loss=f"{values['loss']:.4f}", pairs_s=f"{rate:.1f}")
             bar.update(1)
             if done == steps or (checkpoint_every > 0 and done % checkpoint_every == 0):
+                t_save = time.perf_counter()
                 save(done, done == steps, elapsed)
+                t_log += time.perf_counter() - t_save        # throughput counts training, not writing
         bar.close()
         if dinfo.distributed:
             dist.barrier()
@@ -391,6 +405,14 @@ def _reduce_scalars(loss: torch.Tensor, metrics: Mapping[str, Any], dinfo: DistI
         dist.all_reduce(vec)
         vec = vec / dinfo.world_size
     return dict(zip(names, (float(v) for v in vec.cpu())))
+
+
+def _grad_norm(model: nn.Module) -> float:
+    """L2 norm of all gradients (after DDP's all-reduce, so every rank agrees)."""
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    if not grads:
+        return 0.0
+    return float(torch.nn.utils.get_total_norm(grads))
 
 
 def _append_log(path: Path, record: Mapping[str, Any]) -> None:
