@@ -342,7 +342,7 @@ def train(model: nn.Module, optimizer: torch.optim.Optimizer, step_fn: StepFn, b
             lr = float(optimizer.param_groups[0]["lr"])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            values["grad_norm"] = _grad_norm(model)
+            values["grad_norm"] = _grad_norm(optimizer)
             if not math.isfinite(values["grad_norm"]):
                 raise NonFiniteLossError(step, values["loss"], checkpoint if checkpoint and checkpoint.is_file() else None,
                                          what="gradient")
@@ -407,9 +407,9 @@ def _reduce_scalars(loss: torch.Tensor, metrics: Mapping[str, Any], dinfo: DistI
     return dict(zip(names, (float(v) for v in vec.cpu())))
 
 
-def _grad_norm(model: nn.Module) -> float:
-    """L2 norm of all gradients (after DDP's all-reduce, so every rank agrees)."""
-    grads = [p.grad for p in model.parameters() if p.grad is not None]
+def _grad_norm(optimizer: torch.optim.Optimizer) -> float:
+    """L2 norm of the gradients of everything the optimiser updates (after DDP's all-reduce)."""
+    grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
     if not grads:
         return 0.0
     return float(torch.nn.utils.get_total_norm(grads))
