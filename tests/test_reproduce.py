@@ -13,6 +13,7 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
+from pulkit import paths
 from pulkit import reproduce as rp
 from pulkit.__main__ import main
 
@@ -30,12 +31,13 @@ def write_notebook(path, *bodies):
 
 def writer(number: str, reads: str | None = None) -> str:
     """Cell source: record the parameters (and an earlier notebook's value) in results/<P>/NN_out.json."""
-    lines = ["import json", "from pulkit import paths", "from pulkit.io import write_json",
+    lines = ["import json, os", "from pulkit import paths", "from pulkit.io import write_json",
              "root = paths.results_dir(PROFILE)", "got = None"]
     if reads:
         lines.append(f"got = json.loads((root / '{reads}_out.json').read_text())['summary']['seed']")
     lines.append(f"write_json(root / '{number}_out.json', "
-                 f"{{'summary': {{'seed': SEED, 'tag': TAG, 'read': got}}, 'profile': PROFILE}})")
+                 f"{{'summary': {{'seed': SEED, 'tag': TAG, 'read': got}}, 'profile': PROFILE, "
+                 f"'mplconfigdir': os.environ.get('MPLCONFIGDIR')}})")
     return "\n".join(lines)
 
 
@@ -76,8 +78,9 @@ def results(tmp_path, number, profile="smoke"):
 
 
 # --------------------------------------------------------------------------- real papermill
-def test_papermill_order_parameters_and_failure(env, capsys):
+def test_papermill_order_parameters_and_failure(env, capsys, monkeypatch):
     tmp_path, nbdir = env
+    monkeypatch.delenv("MPLCONFIGDIR", raising=False)
     write_notebook(nbdir / "03_broken.ipynb", "x = 1", "raise ValueError('deliberate failure')", "y = 2")
     write_notebook(nbdir / "04_after.ipynb", writer("04"))
     code = main(["reproduce", "--profile", "smoke", "--notebooks", str(nbdir),
@@ -88,6 +91,9 @@ def test_papermill_order_parameters_and_failure(env, capsys):
     assert results(tmp_path, "00")["summary"] == {"seed": 3, "tag": "sweep-a", "read": None}
     assert results(tmp_path, "01")["summary"]["read"] == 3
     assert results(tmp_path, "02")["profile"] == "smoke"
+    # the kernels keep matplotlib's state in the project's .cache/, not in $HOME
+    assert results(tmp_path, "00")["mplconfigdir"] == str(paths.project_root() / ".cache" / "matplotlib")
+    assert "MPLCONFIGDIR" not in os.environ
     # the failure names the notebook, its cell, the error and where the traceback is; nothing after it ran
     assert "03_broken.ipynb at cell 4 of 5" in err and "ValueError: deliberate failure" in err
     assert str(tmp_path / "runs" / "smoke" / "03_broken.ipynb") in err
