@@ -693,6 +693,15 @@ def evaluate_vot(tracker, sequences_or_root, *, cfg: EvalConfig | None = None, n
     ``eao_score(eao_curve(fragments of every run), cfg.vot_eao_interval)`` (VOT2016: [108, 371]).
     ``sequences_or_root``: a VOT root (``read_vot``) or ``Sequence`` objects; ground truth is
     ``seq.polygons`` when present, else ``seq.boxes``.
+
+    Comparing with the official VOT toolkit (ENVIRONMENT.md: ``vot-toolkit==0.7.4`` runs the
+    supervised experiment offline): the stored trajectories ``VOT/baseline/<seq>/<seq>_001.txt``
+    are in the toolkit's result format and in ``groundtruth.txt``'s coordinates, so the toolkit's
+    analysis can score them directly; ``eao_curve`` / ``eao_score`` / ``vot_accuracy`` implement its
+    ``compute_eao_curve``, ``EAOScore`` and ``compute_accuracy``.  Expected differences: overlaps
+    here are continuous polygon areas (the toolkit rasterises regions to pixels), the toolkit
+    computes the EAO curve in float32, and got10k-style repetition counting (the toolkit always
+    runs its configured repetitions unless the tracker declares itself deterministic).
     """
     from .data.sequences import read_vot
 

@@ -251,6 +251,16 @@ def test_got10k_oracle_scores_ao_and_sr_1(tmp_path):
     assert bare["ao"] == r["ao"]
 
 
+def test_got10k_on_a_synthetic_split(tmp_path):
+    from pulkit.data.sequences import read_got10k
+    from pulkit.data.synthetic import generate_split
+
+    split = generate_split(tmp_path / "val", n_videos=2, n_frames=8, width=64, height=48, seed=2000)
+    r = ev.evaluate_got10k(Oracle(read_got10k(split, "val")), split, progress=False)
+    assert r["ao"] == pytest.approx(1.0, abs=1e-9) and r["sr75"] == 1.0
+    assert r["frames"] == 14
+
+
 def test_got10k_static_tracker_matches_got10k_experiment(tmp_path):
     root = _got10k_val(tmp_path / "got10k", with_cut=True)
     with contextlib.redirect_stdout(io.StringIO()), matplotlib.rc_context():
