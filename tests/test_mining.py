@@ -73,9 +73,10 @@ def test_batched_tracking_equals_one_track_at_a_time(net, tmp_path):
     seq = unlabeled(Sequence("pan", frames))
     cfg = dataclasses.replace(FAST, scale_num=3, min_response=-1.0)
     inf, geo, dev = _geometry(net, cfg)
-    together = mining.track_chains(inf, mining._Frames(seq, 64), SEEDS, 2, cfg, geo, dev)
-    for i in range(len(SEEDS)):
-        alone = mining.track_chains(inf, mining._Frames(seq, 64), SEEDS.iloc[[i]], 2, cfg, geo, dev)
+    seeds = SEEDS.iloc[[0, 1]]                                 # two tracks sharing every frame
+    together = mining.track_chains(inf, mining._Frames(seq, 64), seeds, 1, cfg, geo, dev)
+    for i in range(len(seeds)):
+        alone = mining.track_chains(inf, mining._Frames(seq, 64), seeds.iloc[[i]], 1, cfg, geo, dev)
         np.testing.assert_allclose(alone.boxes[0], together.boxes[i], rtol=0, atol=1e-3)
         np.testing.assert_allclose(alone.back[0], together.back[i], rtol=0, atol=1e-3)
 
@@ -126,3 +127,66 @@ def test_geometry_rejects_bad_configs():
         mining.MinerGeometry.from_configs(dataclasses.replace(FAST, search_sz=160), MODEL)
     geo = mining.MinerGeometry.from_configs(dataclasses.replace(FAST, scale_num=3), MODEL)
     np.testing.assert_allclose(geo.scale_factors, [1 / 1.0375, 1.0, 1.0375])
+
+
+# --------------------------------------------------------------------------- the pairs table
+def test_mine_pairs_on_unlabeled_video_gives_a_valid_table(net, static_seq, tmp_path):
+    from pulkit.data.pairs import PAIR_COLUMNS, validate_pairs
+
+    seq = unlabeled(static_seq)
+    with pytest.raises(LabelAccessError):
+        seq.boxes                                               # the wrapper really hides the labels
+    table = mining.mine_pairs(net, [seq], FAST, MODEL, round_idx=2, span=2, seed=0, device="cpu",
+                              candidates=SEEDS.assign(video="static"), progress=False)
+    assert list(table.columns) == list(PAIR_COLUMNS)
+    validate_pairs(table)
+    # 3 tracks pass FB; each emits k = 1, 2
+    assert len(table) == 6 and sorted(table["k"].tolist()) == [1, 1, 1, 2, 2, 2]
+    assert (table["frame_b"] - table["frame_a"] == table["k"]).all() and (table["round"] == 2).all()
+    np.testing.assert_allclose(table[["xb", "yb", "wb", "hb"]].to_numpy(), table[["xa", "ya", "wa", "ha"]].to_numpy(),
+                               atol=1e-6)                       # static video: the target stays put
+    stats = table.attrs["mining"]
+    assert stats["fb_pass_rate"] == 1.0 and stats["tracks"] == 3 and stats["track_updates"] == 12
+
+    # emit_every thins the chain but keeps its last step; max_pairs caps the table
+    thin = mining.mine_pairs(net, [seq], dataclasses.replace(FAST, emit_every=2, max_pairs=2), MODEL, 1, 3, 0,
+                             device="cpu", candidates=SEEDS.assign(video="static"), progress=False)
+    assert len(thin) == 2 and set(thin["k"]) <= {2, 3}
+
+    path = mining.save_pairs(table, tmp_path / "pairs.csv")
+    back = mining.load_pairs(path)
+    pd.testing.assert_frame_equal(back, table.reset_index(drop=True), check_exact=True)
+
+
+def test_mine_pairs_samples_candidates_itself_without_labels(net, static_seq):
+    table = mining.mine_pairs(net, [unlabeled(static_seq)], FAST, MODEL, 1, 1, seed=3, device="cpu",
+                              progress=False)
+    stats = table.attrs["mining"]
+    assert stats["tracks"] == FAST.candidates_per_video
+    assert set(table["frame_a"]) <= {0, 2, 4} and (table["k"] == 1).all()
+
+
+def test_pairs_files_reject_bad_input(tmp_path):
+    from pulkit.data.sequences import DataError
+
+    with pytest.raises(FileNotFoundError, match="nope.csv"):
+        mining.load_pairs(tmp_path / "nope.csv")
+    bad = tmp_path / "bad.csv"
+    bad.write_text("video,frame_a\nv,0\n")
+    with pytest.raises(DataError, match="bad.csv"):
+        mining.load_pairs(bad)
+    with pytest.raises(ValueError, match="csv or .parquet"):
+        mining.save_pairs(pd.DataFrame(), tmp_path / "pairs.txt")
+    with pytest.raises(ValueError, match="candidates name videos"):
+        mining.mine_pairs(None, [], FAST, MODEL, 1, 1, 0, candidates=SEEDS.assign(video="ghost"), progress=False)
+
+
+# --------------------------------------------------------------------------- quality on labelled data
+def test_mining_quality_seeded_at_ground_truth_on_a_static_target(net, static_seq):
+    q = mining.mining_quality(net, [static_seq], FAST, MODEL, ks=(1, 2), device="cpu", progress=False)
+    assert set(q["sequence"]) == {"static", "mean"} and set(q["k"]) == {1, 2}
+    row = q[(q["sequence"] == "static") & (q["k"] == 2)].iloc[0]
+    assert row["n"] == 2                                        # seeds at frames 0 and 2 reach t + 2 <= 5
+    assert row["center_error"] < 1e-6 and row["iou"] > 1 - 1e-6
+    assert row["kept_frac"] == 1.0 and row["iou_kept"] > 1 - 1e-6
+    assert q.attrs["span"] == 2

@@ -467,16 +467,16 @@ def save_pairs(table: pd.DataFrame, path: str | os.PathLike) -> Path:
     from ..data.pairs import PAIR_COLUMNS, validate_pairs
 
     path = Path(path)
+    if path.suffix not in (".csv", ".parquet"):
+        raise ValueError(f"{path}: pairs tables are .csv or .parquet files")
     table = _typed(table[list(PAIR_COLUMNS)].reset_index(drop=True)) if set(PAIR_COLUMNS) <= set(table.columns) \
         else table
-    validate_pairs(table, where=str(path))
+    validate_pairs(table, str(path))
     if path.suffix == ".parquet":
         import io
         buf = io.BytesIO()
         table.to_parquet(buf, index=False)
         return atomic_write_bytes(path, buf.getvalue())
-    if path.suffix != ".csv":
-        raise ValueError(f"{path}: pairs tables are .csv or .parquet files")
     return atomic_write_bytes(path, table.to_csv(index=False).encode())
 
 
@@ -491,7 +491,7 @@ def load_pairs(path: str | os.PathLike) -> pd.DataFrame:
         table = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path, dtype={"video": str})
     except (ValueError, pd.errors.ParserError, OSError) as e:
         raise ValueError(f"{path}: cannot read pairs table ({e})") from None
-    validate_pairs(table, where=str(path))
+    validate_pairs(table, str(path))
     return _typed(table)
 
 
