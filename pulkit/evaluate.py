@@ -228,6 +228,9 @@ def quantise(r, layout: str) -> np.ndarray:
 
 
 def _record_paths(base: Path, seq_name: str, layout: str, repetition: int) -> tuple[Path, Path]:
+    """Record and time file of a sequence; a ``/`` in its name (``load_shared``'s ``otb/Deer``)
+    becomes ``_`` so each sequence stays one file (the meta file keeps the real name)."""
+    seq_name = seq_name.replace("/", "_").replace(os.sep, "_")
     if layout == "otb":
         return base / f"{seq_name}.txt", base / "times" / f"{seq_name}_time.txt"
     if layout == "got10k":

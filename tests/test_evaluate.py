@@ -17,7 +17,7 @@ from pulkit import evaluate as ev
 from pulkit import got10k_compat as compat
 from pulkit import paths
 from pulkit.config import EvalConfig
-from pulkit.data.sequences import DataError, read_otb, read_vot
+from pulkit.data.sequences import DataError, load_shared, read_otb, read_vot
 
 
 # --------------------------------------------------------------------------- test trackers
@@ -184,6 +184,9 @@ def test_results_go_under_the_profile_tracking_dir(tmp_path, monkeypatch, otb_se
     assert (tmp_path / "smoke" / "tracking" / "abc" / "OTB" / "Deer.txt").is_file()
     ev.evaluate_otb(Static(), [otb_seqs[1].sub(0, 5)], progress=False)  # neither: nothing written
     assert sorted(p.name for p in (tmp_path / "smoke" / "tracking").iterdir()) == ["abc"]
+    shared = load_shared(["vot/bag"])[0].sub(0, 4)  # named "vot/bag"
+    ev.evaluate_vot(Static(), [shared], profile="smoke", key="abc", progress=False)
+    assert (tmp_path / "smoke" / "tracking" / "abc" / "VOT" / "baseline" / "vot_bag" / "vot_bag_001.txt").is_file()
 
 
 def test_bad_inputs_fail_clearly(otb_seqs):
