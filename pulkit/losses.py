@@ -248,11 +248,27 @@ def _moments_of(masks: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.
 
 @lru_cache(maxsize=512)
 def _moments(h: int, w: int, radius: float, sigma: float, cx: float, cy: float, norm: str):
+    """``(mbar, V)`` as read-only numpy views and as CPU float64 tensors sharing their memory."""
     mbar, v = _moments_of(*_distribution(h, w, radius, sigma, cx, cy, norm))
-    mbar = mbar.reshape(h, w)
-    mbar.flags.writeable = False
-    v.flags.writeable = False
-    return mbar, v
+    tensors = torch.from_numpy(mbar), torch.from_numpy(v)
+    mbar_ro, v_ro = mbar.reshape(h, w).view(), v.view()
+    mbar_ro.flags.writeable = False
+    v_ro.flags.writeable = False
+    return mbar_ro, v_ro, tensors
+
+
+@lru_cache(maxsize=512)
+def _moments_on(key: tuple, device: torch.device):
+    return tuple(t.to(device) for t in _moments(*key)[2])
+
+
+@lru_cache(maxsize=2048)
+def _sparse_masks(key: tuple):
+    """The distribution's masks as (cell index, mask index) pairs of their positive cells + log-weights."""
+    masks, weights = _distribution(*key)
+    k_idx, x_idx = np.nonzero(masks)
+    return torch.from_numpy(x_idx.astype(np.int64)), torch.from_numpy(k_idx.astype(np.int64)), \
+        torch.from_numpy(np.log(weights))
 
 
 def label_moments(size, radius, sigma, center=(0, 0), norm="l1") -> tuple[np.ndarray, np.ndarray]:
@@ -271,7 +287,7 @@ def label_moments(size, radius, sigma, center=(0, 0), norm="l1") -> tuple[np.nda
     cx, cy = _center_pair(center)
     if s > 0:
         cx, cy = _quantise(cx), _quantise(cy)
-    return _moments(h, w, r, s, cx, cy, _check_norm(norm))
+    return _moments(h, w, r, s, cx, cy, _check_norm(norm))[:2]
 
 
 def label_moments_from_samples(size, radius, eps, center=(0, 0), norm="l1", weights=None):
@@ -324,7 +340,7 @@ def _g_terms(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, 
     n_pos = labels.flatten(1).to(x.dtype).sum(1).clamp(min=1.0)
     w1 = 1.0 / (2.0 * n_pos)
     w0 = 1.0 / (2.0 * (n - n_pos).clamp(min=1.0))
-    h1, h0 = F.logsigmoid(x), F.logsigmoid(-x)
+    h1, h0 = -F.softplus(-x), -F.softplus(x)                 # log f, log(1 - f), stable for any logit
     return w0 * h0.sum(1), w1[:, None] * h1 - w0[:, None] * h0
 
 
@@ -360,7 +376,7 @@ def _moment_terms(logits, labels, mbar, v):
     mbar = mbar.reshape(-1, n).expand(b, n)
     v = v.reshape(-1, n, n).expand(b, n, n)
     md = (mbar * d).sum(1)
-    dvd = torch.einsum("bi,bij,bj->b", d, v, d)
+    dvd = ((d[:, None, :] @ v).squeeze(1) * d).sum(1)       # d^T V d per sample
     return a + md, a * a + 2.0 * a * md + dvd
 
 
@@ -451,31 +467,36 @@ def nr_loss(logits, sigma, radius, center=None, form="taylor", norm="l1", return
         raise ValueError(f"center must be None or a finite {b} x 2 array of (dx, dy) offsets, got shape {centers.shape}")
     hard = np.stack([_mask_np(h, w, r, cx, cy, norm).ravel() for cx, cy in centers])   # eps = 0
     labels = _tensor(hard.reshape(b, 1, h, w), logits.dtype, logits.device)
-    if form == "taylor":
-        n = h * w
-        np_dt = np.float64 if logits.dtype == torch.float64 else np.float32   # convert in numpy, once
-        mbar, v = np.empty((b, n), dtype=np_dt), np.empty((b, n, n), dtype=np_dt)
-        for i in range(b):
+    a, d = _g_terms(logits.double(), labels.double())          # float64 from here: tiny, and exact
+    dev = logits.device
+    eg, eg2, per = [], [], []
+    for i in range(b):
+        key = (h, w, r, float(sig[i]), _quantise(centers[i, 0]), _quantise(centers[i, 1]), norm)
+        if form == "taylor":
             if sig[i] == 0:                                    # the hard label at the exact centre
-                mbar[i] = hard[i]
-                v[i] = np.outer(hard[i], hard[i])
+                md = d[i, torch.from_numpy(np.nonzero(hard[i])[0]).to(dev)].sum()
+                eg.append(a[i] + md)
+                eg2.append(eg[-1] * eg[-1])
             else:
-                mb, vv = label_moments((h, w), r, sig[i], centers[i], norm)
-                mbar[i], v[i] = mb.ravel(), vv
-        eg, eg2 = _moment_terms(logits, labels, mbar, v)
-        per_sample = _taylor(eg, eg2)
-    else:
-        dists = [(hard[i:i + 1], np.ones(1)) if sig[i] == 0 else
-                 _distribution(h, w, r, sig[i], _quantise(centers[i, 0]), _quantise(centers[i, 1]), norm)
-                 for i in range(b)]
-        k = max(len(wk) for _, wk in dists)
-        masks, weights = np.zeros((b, k, h * w), dtype=bool), np.zeros((b, k))
-        for i, (mk, wk) in enumerate(dists):                   # pad with zero-weight empty masks
-            masks[i, :len(wk)], weights[i, :len(wk)] = mk, wk
-        g, logp = _mask_terms(logits, labels, masks.reshape(b, k, h, w), weights)
-        per_sample = -torch.logsumexp(logp + g, dim=1)
-        p = logp.exp()
-        eg, eg2 = (p * g).sum(1), (p * g * g).sum(1)
+                mbar, v = _moments(*key)[2] if dev.type == "cpu" else _moments_on(key, dev)
+                md = mbar @ d[i]
+                eg.append(a[i] + md)
+                eg2.append(a[i] * a[i] + 2.0 * a[i] * md + d[i] @ (v @ d[i]))
+            per.append(_taylor(eg[-1], eg2[-1]))
+        else:                                                  # g_k = a + sum of d over mask k's cells
+            if sig[i] == 0:
+                x_idx = torch.from_numpy(np.nonzero(hard[i])[0])
+                k_idx, logp = torch.zeros_like(x_idx), torch.zeros(1, dtype=torch.float64)
+            else:
+                x_idx, k_idx, logp = _sparse_masks(key)
+            x_idx, k_idx, logp = x_idx.to(dev), k_idx.to(dev), logp.to(dev)
+            g = a[i] + torch.zeros(len(logp), dtype=d.dtype, device=dev).index_add(0, k_idx, d[i, x_idx])
+            p = logp.exp()
+            eg.append((p * g).sum())
+            eg2.append((p * g * g).sum())
+            per.append(-torch.logsumexp(logp + g, dim=0))
+    eg, eg2 = torch.stack(eg), torch.stack(eg2)
+    per_sample = torch.stack(per).to(logits.dtype)
     loss = per_sample.mean()
     if not return_stats:
         return loss
