@@ -329,8 +329,8 @@ def label_moments_from_samples(size, radius, eps, center=(0, 0), norm="l1", weig
 _FORMS = ("taylor", "exact")
 
 
-def _g_terms(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(a B, d B x HW)`` of g = a + m . d; ``labels`` (B x 1 x H x W, 0/1) fix |P|."""
+def _weighted_h(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(w_1 h_1, w_0 h_0)``, each B x HW; ``labels`` (B x 1 x H x W, 0/1) fix |P|."""
     if logits.dim() != 4 or logits.shape[1] != 1:
         raise ValueError(f"NR loss expects B x 1 x H x W logits, got {tuple(logits.shape)}")
     if labels.shape != logits.shape:
@@ -341,7 +341,13 @@ def _g_terms(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, 
     w1 = 1.0 / (2.0 * n_pos)
     w0 = 1.0 / (2.0 * (n - n_pos).clamp(min=1.0))
     h1, h0 = -F.softplus(-x), -F.softplus(x)                 # log f, log(1 - f), stable for any logit
-    return w0 * h0.sum(1), w1[:, None] * h1 - w0[:, None] * h0
+    return w1[:, None] * h1, w0[:, None] * h0
+
+
+def _g_terms(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(a B, d B x HW)`` of g = a + m . d."""
+    wh1, wh0 = _weighted_h(logits, labels)
+    return wh0.sum(1), wh1 - wh0
 
 
 def _taylor(eg: torch.Tensor, eg2: torch.Tensor) -> torch.Tensor:
@@ -381,7 +387,7 @@ def _moment_terms(logits, labels, mbar, v):
 
 
 def nr_loss_from_moments(logits, labels, mbar, V, reduction="mean") -> torch.Tensor:
-    """Taylor-form NR loss through the moments: the route ``nr_loss`` takes.
+    """Taylor-form NR loss through given moments (the formula ``nr_loss`` evaluates with cached ones).
 
     ``labels``: B x 1 x H x W hard masks at the labelled centre (they fix |P|); ``mbar``: H x W
     or B x H x W; ``V``: HW x HW or B x HW x HW (``label_moments``).
@@ -392,22 +398,23 @@ def nr_loss_from_moments(logits, labels, mbar, V, reduction="mean") -> torch.Ten
 
 
 def _mask_terms(logits, labels, masks, weights):
-    """Per-sample g over explicit masks: ``(g B x K, log-weights B x K)``."""
-    a, d = _g_terms(logits, labels)
-    b, n = d.shape
-    m = _tensor(masks, d.dtype, d.device)
+    """Per-sample g over explicit masks, summed literally over cells and classes: ``(g B x K, log-weights B x K)``."""
+    wh1, wh0 = _weighted_h(logits, labels)
+    b, n = wh1.shape
+    dt, dev = wh1.dtype, wh1.device
+    m = _tensor(masks, dt, dev)
     if m.dim() not in (3, 4) or m.shape[-2] * m.shape[-1] != n or (m.dim() == 4 and m.shape[0] not in (1, b)):
         raise ValueError(f"masks must be K x H x W or {b} x K x H x W matching the logits, got {tuple(m.shape)}")
     m = m.reshape(-1, m.shape[-3], n).expand(b, -1, n)
     k = m.shape[1]
     if weights is None:
-        p = torch.full((b, k), 1.0 / k, dtype=d.dtype, device=d.device)
+        p = torch.full((b, k), 1.0 / k, dtype=dt, device=dev)
     else:
-        p = _tensor(weights, d.dtype, d.device).reshape(-1, k).expand(b, k)
+        p = _tensor(weights, dt, dev).reshape(-1, k).expand(b, k)
         if (p < 0).any():
             raise ValueError("mask weights must be non-negative")
         p = p / p.sum(1, keepdim=True)
-    g = a[:, None] + torch.bmm(m, d[:, :, None]).squeeze(2)
+    g = (m * wh1[:, None, :]).sum(2) + ((1.0 - m) * wh0[:, None, :]).sum(2)   # sum_x sum_b w_b m_b h_b
     return g, torch.log(p)
 
 
