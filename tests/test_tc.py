@@ -1,0 +1,163 @@
+"""TC learning: one round with the NR loss and the BCE ablation, AHM over exemplars, progressive rounds."""
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from pulkit.config import load_config
+from pulkit.data.pairs import PAIR_COLUMNS, MinedPairs
+from pulkit.data.sequences import Sequence
+from pulkit.models.net import build_net, load_checkpoint, load_net, save_checkpoint
+from pulkit.train import tc
+
+N_FRAMES = 6
+
+
+def _cfg(backbone="alexnet", **tc_over):
+    return load_config("smoke", {
+        "model": dict(backbone=backbone, exemplar_sz=103, instance_sz=167),
+        "mining": dict(spans=(1, 2), candidates_per_video=2, start_stride=2, scale_num=1, response_up=4,
+                       confidence="cosine", min_response=0.0),
+        "tc": {**dict(rounds=2, steps_per_round=2, batch_size=3, checkpoint_every=1, log_every=1), **tc_over},
+        "bd": dict(bank_batch=8, exclude_frames=2, bank_refresh=1),
+    })
+
+
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path, monkeypatch):
+    """Crop caches (``pulkit.paths.cache_dir()``) go to the test's folder, not the project's."""
+    monkeypatch.setenv("PULKIT_DATA", str(tmp_path / "data"))
+
+
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory):
+    """Three short panning videos of smooth texture (unlabeled: no boxes)."""
+    root = tmp_path_factory.mktemp("tc_videos")
+    rng = np.random.default_rng(0)
+    seqs = []
+    for v in range(3):
+        big = cv2.GaussianBlur(rng.integers(0, 256, (120, 160, 3), dtype=np.uint8), (5, 5), 0)
+        d = root / f"v{v}"
+        d.mkdir()
+        frames = []
+        for i in range(N_FRAMES):
+            p = d / f"{i:04d}.png"
+            cv2.imwrite(str(p), big[i * 2:i * 2 + 72, i * 3:i * 3 + 96][:, :, ::-1])
+            frames.append(p)
+        seqs.append(Sequence(f"v{v}", frames))
+    return seqs
+
+
+def _table():
+    """Pairs of 6 exemplars (2 per video, each with k = 1, 2): the motion of the pan."""
+    rows = []
+    for v in range(3):
+        for t, (x, y) in ((0, (20.0, 14.0)), (2, (40.0, 24.0))):
+            for k in (1, 2):
+                rows.append((f"v{v}", t, t + k, x, y, 30.0, 26.0, x - 3 * k, y - 2 * k, 30.0, 26.0, k, 0.9, 1))
+    return pd.DataFrame(rows, columns=list(PAIR_COLUMNS))
+
+
+@pytest.fixture(scope="module")
+def init_ckpt(tmp_path_factory):
+    torch.manual_seed(0)
+    cfg = _cfg()
+    return save_checkpoint(tmp_path_factory.mktemp("init") / "bd.pt", build_net(cfg.model), cfg, stage="bd/ahm")
+
+
+def _log(ckpt):
+    return [json.loads(line) for line in tc.log_path(ckpt).read_text().splitlines()]
+
+
+@pytest.mark.parametrize("loss", ["nr", "bce"])
+def test_tc_round_trains_logs_and_saves_a_loadable_checkpoint(loss, videos, init_ckpt, tmp_path):
+    cfg = _cfg(loss=loss)
+    out = tc.train_tc_round(cfg, init_ckpt, _table(), videos, 1, tmp_path / "tc_round1.pt", device="cpu",
+                            progress=False)
+    log = _log(out)
+    assert [r["step"] for r in log] == [1, 2]
+    for r in log:
+        assert np.isfinite(r["loss"]) and np.isfinite(r[f"{loss}_loss"]) and np.isfinite(r["infonce"])
+        assert 0.0 <= r["giveup_frac"] <= 1.0
+        assert r["loss"] == pytest.approx(r[f"{loss}_loss"] + cfg.tc.lam * r["infonce"], rel=1e-5)
+        assert r["hardness"] <= 1.0 + 1e-6
+    if loss == "nr":
+        assert all(r["nr_loss"] <= np.log(2) + 1e-6 for r in log)      # the Taylor NR loss is bounded
+    before, after = load_net(init_ckpt, "cpu"), load_net(out, "cpu")
+    changed = [n for (n, a), (_, b) in zip(before.state_dict().items(), after.state_dict().items())
+               if a.is_floating_point() and not torch.equal(a, b)]
+    assert any(n.startswith("backbone.") for n in changed)
+    ckpt = load_checkpoint(out)
+    assert ckpt["stage"] == "tc/round1" and ckpt["complete"] and "projection" in ckpt["extra"]
+    assert ckpt["config"]["tc"]["loss"] == loss
+    # resume=True on a complete checkpoint returns without training again
+    mtime = out.stat().st_mtime_ns
+    assert tc.train_tc_round(cfg, init_ckpt, _table(), videos, 1, out, device="cpu", progress=False) == out
+    assert out.stat().st_mtime_ns == mtime
+
+
+def test_tc_round_runs_with_ciresnet22_and_rss(videos, tmp_path):
+    cfg = _cfg("ciresnet22", sampler="rss", steps_per_round=1)
+    torch.manual_seed(0)
+    init = save_checkpoint(tmp_path / "init.pt", build_net(cfg.model), cfg)
+    out = tc.train_tc_round(cfg, init, _table(), videos, 1, tmp_path / "tc.pt", device="cpu", progress=False)
+    assert load_net(out, "cpu").arch["backbone"] == "ciresnet22"
+    assert np.isfinite(_log(out)[-1]["loss"])
+    with pytest.raises(ValueError, match="alexnet"):
+        tc.train_tc_round(_cfg(), init, _table(), videos, 1, tmp_path / "x.pt", device="cpu", progress=False)
+
+
+def test_exemplars_group_pairs_and_ahm_keeps_one_pair_per_track(videos):
+    cfg = _cfg()
+    pairs = MinedPairs(_table(), {s.name: s for s in videos}, cfg.model, 8.0)
+    ex = tc.Exemplars(pairs)
+    assert len(ex) == 6 and all(len(r) == 2 for r in ex.rows)
+    for rows in ex.rows:                                    # a group shares video, frame_a and box_a
+        assert len(pairs.table.iloc[rows][["video", "frame_a", "xa", "ya", "wa", "ha"]].drop_duplicates()) == 1
+    z = ex.batch([0, 3])
+    assert z.shape == (2, 3, 103, 103) and z.dtype == torch.float32
+    torch.testing.assert_close(z[1], pairs.batch([ex.rows[3][0]], torch.Generator().manual_seed(5))["z"][0])
+
+    from pulkit.sampling import EmbeddingBank
+    bank = EmbeddingBank(torch.randn(len(ex), 16, generator=torch.Generator().manual_seed(0)),
+                         video=ex.video, frame=ex.frame)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(10):
+        idx, narrowed = tc.select_exemplars(bank, len(ex), "ahm", 3, 2, g)
+        assert not narrowed and len(set(idx.tolist())) == 3
+        a = int(idx[0])                                     # the anchor's own video within +-2 frames is left out
+        assert not any(ex.video[i] == ex.video[a] and abs(ex.frame[i] - ex.frame[a]) <= 2 for i in idx[1:].tolist())
+        rows = ex.pick_pairs(idx, g)
+        assert all(r in ex.rows[i] for r, i in zip(rows, idx.tolist()))
+    idx, narrowed = tc.select_exemplars(bank, len(ex), "ahm", 6, 2, g)   # too few: only the anchor's frame out
+    assert narrowed and len(set(idx.tolist())) == 6
+
+
+def test_progressive_rounds_produce_loadable_checkpoints_and_resume_skips(videos, init_ckpt, tmp_path, monkeypatch):
+    cfg = _cfg()
+    out = tc.run_progressive(cfg, init_ckpt, videos, tmp_path / "prog", device="cpu", progress=False)
+    assert [p.name for p in out] == ["tc_round1.pt", "tc_round2.pt"]
+    for r, p in enumerate(out, 1):
+        assert load_net(p, "cpu").arch["backbone"] == "alexnet"
+        s = json.loads((tmp_path / "prog" / f"tc_round{r}.json").read_text())
+        assert s["round"] == r and s["span"] == cfg.mining.spans[r - 1] and s["pairs"] > 0
+        assert 0 <= s["fb_pass_rate"] <= 1 and np.isfinite(s["final_loss"]) and 0 <= s["final_giveup_frac"] <= 1
+        assert s["provenance"]["config"]["tc"]["rounds"] == 2
+    ck2 = load_checkpoint(out[1])
+    assert ck2["stage"] == "tc/round2"
+    pairs2 = pd.read_csv(tmp_path / "prog" / "pairs_round2.csv")
+    assert (pairs2["round"] == 2).all() and pairs2["k"].max() <= 2
+    assert json.loads((tmp_path / "prog" / "pairs_round2.json").read_text())["init_ckpt"].endswith("tc_round1.pt")
+
+    def boom(*a, **k):
+        raise AssertionError("a finished round was redone")
+    monkeypatch.setattr(tc, "mine_pairs", boom)
+    monkeypatch.setattr(tc, "train_tc_round", boom)
+    assert tc.run_progressive(cfg, init_ckpt, videos, tmp_path / "prog", device="cpu", progress=False) == out
+    with pytest.raises(ValueError, match="another run"):
+        tc.run_progressive(cfg, init_ckpt, videos, tmp_path / "prog", loss="bce", device="cpu", progress=False)
