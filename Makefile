@@ -18,7 +18,7 @@ export PYTHONHASHSEED ?= 0
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -e '.[test,vot]'
 	touch $@
 
 venv: $(VENV)/.installed
