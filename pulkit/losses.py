@@ -184,7 +184,7 @@ def _unique_masks(masks: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, n
     return masks[first], np.bincount(inverse.ravel(), weights=weights, minlength=len(first))
 
 
-@lru_cache(maxsize=2048)
+@lru_cache(maxsize=1024)
 def _distribution(h: int, w: int, radius: float, sigma: float, cx: float, cy: float, norm: str):
     ox, oy = _cell_offsets(h, w)
     if sigma == 0:
@@ -262,7 +262,7 @@ def _moments_on(key: tuple, device: torch.device):
     return tuple(t.to(device) for t in _moments(*key)[2])
 
 
-@lru_cache(maxsize=2048)
+@lru_cache(maxsize=1024)
 def _sparse_masks(key: tuple):
     """The distribution's masks as (cell index, mask index) pairs of their positive cells + log-weights."""
     masks, weights = _distribution(*key)
