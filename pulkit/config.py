@@ -203,6 +203,12 @@ class EvalConfig:
     vot_burnin: int = 10
     drift_iou: float = 0.1                               # Fig. 7: IoU below this ...
     drift_frames: int = 10                               # ... for this many consecutive frames
+    fig5_sequences: tuple[str, ...] = ("basketball", "blanket", "butterfly", "dinosaur", "fernando", "glove",
+                                       "racing", "soldier", "motocross1", "motocross2")  # Fig. 5's VOT2016 sequences (used when PULKIT_VOT holds them)
+    fig7_sequences: tuple[str, ...] = ("graduate", "fish1")  # Fig. 7's VOT2016 sequences (used when PULKIT_VOT holds them)
+    fig5_frames: int = 4                                 # Fig. 5: frames shown per sequence, evenly spaced after the first
+    fig5_max_sequences: int = 10                         # Fig. 5 rows at most (real sequences first, then synthetic)
+    fig7_max_panels: int = 12                            # Fig. 7: drift panels at most (sequence order, then frame)
 
 
 @dataclass(frozen=True)
