@@ -87,7 +87,6 @@ class NRConfig:
     r_pos: float = 16.0                       # positive radius in search-crop pixels (SiamFC)
     norm: str = "l1"                          # l1: SiamFC's diamond; l2: a disc
     form: str = "taylor"                      # taylor | exact
-    offset_quantum: float = 0.125             # label offsets rounded to this many cells for the moments cache
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .config import NRConfig
 
 
 def balanced_bce(logits: torch.Tensor, labels: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
@@ -62,7 +61,7 @@ def infonce(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torch.Ten
 # --------------------------------------------------------------------------- label masks
 # Map geometry (docs/ARCHITECTURE.md): cell (row i, col j) lies (j - (W-1)/2, i - (H-1)/2) cells
 # from the map centre; a label centre is an offset (dx, dy) = (column, row) in cells from there.
-OFFSET_QUANTUM = NRConfig.offset_quantum    # label offsets are rounded to this for the moments cache
+OFFSET_QUANTUM = 0.125    # cells: label offsets are rounded to 1/8 cell for the moments cache (METHOD.md)
 _EDGE_TOL = 1e-9                            # a cell at distance == radius is positive (SiamFC)
 _NORMS = ("l1", "l2")
 
