@@ -184,6 +184,8 @@ class SupervisedConfig:
     weight_decay: float = 5e-4
     checkpoint_every: int = 200
     log_every: int = 10
+    search_shift_px: float = 8.0              # random shift of the search crop, search-crop px (moves the label)
+    noise_px: float = 0.0                     # annotation noise n of the run: centres + U[-n, n] frame px per axis
 
 
 @dataclass(frozen=True)
@@ -191,7 +193,13 @@ class NoiseConfig:
     """The noise experiment (paper 4.2.2, supplementary D)."""
     levels: tuple[int, ...] = (0, 10, 20, 30, 40, 50)  # n: centre shift ~ U[-n, n] px per axis
     seeds: tuple[int, ...] = (0, 1, 2)
-    display_levels: tuple[int, ...] = (0, 25, 50)        # Fig. 3 columns
+    display_levels: tuple[int, ...] = (0, 20, 50)        # Fig. 3 columns (each must be in levels)
+    fig4_level: int = 50                                 # Fig. 4's noise level (must be in levels)
+    display_sequences: tuple[str, ...] = ("otb/Deer", "otb/Crossing")  # Figs. 3/4 rows (else the first eval sequences)
+    display_frame: int = 40                              # Figs. 3/4: frame shown (clipped to the last evaluated one)
+    steps: int | None = None                             # training steps per run (None: supervised.steps)
+    eval_max_frames: int | None = None                   # frames per evaluation sequence (None: data.max_frames)
+    eval_sources: tuple[str, ...] = ("synthetic", "shared", "otb")  # of data.eval_sources: OTB-protocol sequences
 
 
 @dataclass(frozen=True)
@@ -256,7 +264,8 @@ PROFILES: dict[str, dict[str, Any]] = {
         "mining": dict(spans=(2, 4), candidates_per_video=2, start_stride=8, max_pairs=200),
         "tc": dict(rounds=2, steps_per_round=4, batch_size=4, checkpoint_every=2),
         "supervised": dict(steps=4, batch_size=4, checkpoint_every=2),
-        "noise": dict(levels=(0, 50), seeds=(0, 1), display_levels=(0, 50)),
+        "noise": dict(levels=(0, 50), seeds=(0, 1), display_levels=(0, 50), steps=2, eval_max_frames=6,
+                      display_frame=5),
     },
     # A laptop-scale reproduction on 2 cores: synthetic + bundled real sequences, under 90 minutes.
     "cpu": {
@@ -266,7 +275,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "mining": dict(spans=(5, 15, 40)),
         "tc": dict(rounds=3, steps_per_round=150),
         "supervised": dict(steps=300),
-        "noise": dict(levels=(0, 25, 50), seeds=(0, 1)),
+        "noise": dict(levels=(0, 25, 50), seeds=(0, 1), display_levels=(0, 25, 50)),
     },
     # The paper's schedule on a GPU with real datasets.
     "paper": {
