@@ -211,9 +211,18 @@ def _rectangle(xy: tuple[float, float], w: float, h: float, color: str):
 # raises MissingResultsError naming the notebook to run); they never train or track.
 
 
+# --------------------------------------------------------------------------- Section B (notebook 05)
+def _sectionB_figure(profile: str) -> Figure:
+    """``pulkit.figs_taylor.sectionB_from_results``, imported when first called (keeps this module light)."""
+    from . import figs_taylor
+
+    return figs_taylor.sectionB_from_results(profile)
+
+
 # --------------------------------------------------------------------------- registry
 # name -> from_results(profile) -> Figure; the name is the exported file stem.
 FIGURES: dict[str, Callable[[str], Figure]] = {
+    "sectionB_taylor": _sectionB_figure,
 }
 
 
