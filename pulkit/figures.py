@@ -211,6 +211,30 @@ def _rectangle(xy: tuple[float, float], w: float, h: float, color: str):
 # raises MissingResultsError naming the notebook to run); they never train or track.
 
 
+# --------------------------------------------------------------------------- noise experiment (notebook 04)
+def _noise_figure(name: str) -> Callable[[str], Figure]:
+    """``pulkit.figs_noise.<name>``, imported when first called (keeps this module light)."""
+    def from_results(profile: str) -> Figure:
+        from . import figs_noise
+
+        return getattr(figs_noise, name)(profile)
+
+    from_results.__name__ = name
+    return from_results
+
+
+# --------------------------------------------------------------------------- qualitative (notebook 06)
+def _qualitative_figure(name: str) -> Callable[[str], Figure]:
+    """``pulkit.figs_qualitative.<name>``, imported when first called (keeps this module light)."""
+    def from_results(profile: str) -> Figure:
+        from . import figs_qualitative
+
+        return getattr(figs_qualitative, name)(profile)
+
+    from_results.__name__ = name
+    return from_results
+
+
 # --------------------------------------------------------------------------- Section B (notebook 05)
 def _sectionB_figure(profile: str) -> Figure:
     """``pulkit.figs_taylor.sectionB_from_results``, imported when first called (keeps this module light)."""
@@ -223,6 +247,11 @@ def _sectionB_figure(profile: str) -> Figure:
 # name -> from_results(profile) -> Figure; the name is the exported file stem.
 FIGURES: dict[str, Callable[[str], Figure]] = {
     "sectionB_taylor": _sectionB_figure,
+    "fig3_noise_response_maps": _noise_figure("fig3_from_results"),
+    "fig4_noise50": _noise_figure("fig4_from_results"),
+    "fig6_auc_vs_noise": _noise_figure("fig6_from_results"),
+    "fig5_qualitative": _qualitative_figure("fig5_from_results"),
+    "fig7_failures": _qualitative_figure("fig7_from_results"),
 }
 
 
