@@ -1,0 +1,212 @@
+"""Qualitative tracking (Figs. 5, 7): drift detection, frame picking, missing checkpoints, records,
+figures from constructed data and from saved files, tracking runs stored and re-used."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pulkit import artifacts
+from pulkit import qualitative as q
+from pulkit.config import load_config
+from pulkit.data.sequences import read_got10k
+from pulkit.notebook import MissingResultsError, load_results, save_results
+
+THR, N = 0.1, 3
+
+
+# --------------------------------------------------------------------------- find_drift
+@pytest.mark.parametrize("ious, n, expected", [
+    ([1, .9, .8, .05, .02, .0, .0], 3, 3),                 # drift from frame 3 on
+    ([1, .9, .05, .05, .5, .05, .05, .05], 3, 5),          # a recovery resets the run
+    ([1, .9, .8, .05, .05], 3, None),                      # cut short by the end: only 2 low frames
+    ([1, .9, .05, .05, .05], 3, 2),                        # exactly n low frames at the very end
+    ([1, .05, np.nan, .05, np.nan, .05, .9], 3, 1),        # absent frames neither count nor break
+    ([1, .05, np.nan, np.nan, .05], 3, None),              # ... so two labelled low frames are no drift
+    ([np.nan, np.nan, .0, .0, .0], 3, 2),                  # leading absent frames
+    ([np.nan] * 6, 3, None),                               # nothing labelled
+    ([], 3, None),
+    ([1, .1, .1, .1, .1], 3, None),                        # IoU == threshold is not below it
+    ([.0], 1, 0),
+])
+def test_find_drift(ious, n, expected):
+    assert q.find_drift(ious, THR, n) == expected
+
+
+def test_find_drift_with_the_configured_rule():
+    cfg = load_config("smoke")
+    trace = np.r_[np.ones(20), np.full(9, 0.05), [0.5], np.full(10, 0.05)]
+    assert q.find_drift(trace, cfg.eval.drift_iou, cfg.eval.drift_frames) == 30
+    assert q.find_drift(trace[:39], cfg.eval.drift_iou, cfg.eval.drift_frames) is None
+
+
+@pytest.mark.parametrize("n", [0, -1, 2.5])
+def test_find_drift_rejects_bad_run_lengths(n):
+    with pytest.raises(ValueError, match="n_frames"):
+        q.find_drift([0.0, 0.0], THR, n)
+
+
+# --------------------------------------------------------------------------- frames and IoU
+def test_pick_frames_is_deterministic_and_skips_the_given_box():
+    assert q.pick_frames(30, 4) == [7, 14, 22, 29]
+    assert q.pick_frames(3, 4) == [1, 2] and q.pick_frames(1, 4) == [0]
+    assert q.pick_frames(100, 1) == [99]
+    with pytest.raises(ValueError):
+        q.pick_frames(0, 3)
+
+
+def test_per_frame_iou_marks_absent_targets():
+    gt = np.array([[0, 0, 10, 10], [0, 0, 10, 10], [np.nan] * 4, [20, 20, 10, 10]], dtype=float)
+    boxes = np.array([[0, 0, 10, 10], [5, 0, 10, 10], [0, 0, 10, 10], [0, 0, 10, 10]], dtype=float)
+    out = q.per_frame_iou(boxes, gt)
+    np.testing.assert_allclose(out[[0, 1, 3]], [1.0, 50 / 150, 0.0])
+    assert np.isnan(out[2])
+    with pytest.raises(ValueError, match="N x 4"):
+        q.per_frame_iou(boxes[:3], gt)
+
+
+# --------------------------------------------------------------------------- checkpoints
+@pytest.fixture
+def roots(tmp_path, monkeypatch):
+    monkeypatch.setenv("PULKIT_CHECKPOINTS", str(tmp_path / "checkpoints"))
+    monkeypatch.setenv("PULKIT_RESULTS", str(tmp_path / "results"))
+    return tmp_path
+
+
+def fabricate(profile: str, names, rounds: int = 2) -> dict:
+    """Untrained nets saved where ``artifacts.tracker_checkpoints`` expects the named trackers.
+
+    Small AlexNets for every name (87 / 127 crops: a 6 x 6 response), so tests stay fast on a
+    shared CPU; the backbones themselves are tested in test_tracker.py."""
+    import torch
+
+    from pulkit.models.net import build_net, save_checkpoint
+
+    out = {}
+    for i, name in enumerate(names):
+        path = artifacts.tracker_checkpoints(profile, rounds)[name]
+        cfg = load_config(profile, {"model": {"backbone": "alexnet", "exemplar_sz": 87, "instance_sz": 127},
+                                    "tracker": {"response_up": 4, "device": "cpu"}}, seed=i)
+        torch.manual_seed(i)
+        out[name] = save_checkpoint(path, build_net(cfg.model), cfg, stage="test")
+    return out
+
+
+@pytest.mark.parametrize("name, notebook", [("ResPUL", "03_training"), ("AlexPUL", "02_temporal_correspondence"),
+                                            ("BD only (RSS)", "01_background_discrimination"),
+                                            ("TC-BCE round 2", "03_training"), ("SiamDW (supervised)", "03_training")])
+def test_a_missing_checkpoint_names_its_notebook(roots, name, notebook):
+    with pytest.raises(MissingResultsError, match=f"notebooks/{notebook}.ipynb") as e:
+        q.require_checkpoints("smoke", [name], rounds=2)
+    assert e.value.notebook == notebook and name in str(e.value) and f"--only {notebook[:2]}" in str(e.value)
+
+
+def test_require_checkpoints_finds_present_ones_and_rejects_unknown_names(roots):
+    made = fabricate("smoke", ["AlexPUL"])
+    assert q.require_checkpoints("smoke", ["AlexPUL"], rounds=2) == made
+    with pytest.raises(MissingResultsError, match="03_training"):
+        q.require_checkpoints("smoke", ["AlexPUL", "ResPUL"], rounds=2)
+    with pytest.raises(ValueError, match="unknown tracker"):
+        q.require_checkpoints("smoke", ["AlexNet-9000"], rounds=2)
+    with pytest.raises(ValueError, match="unknown tracker"):
+        q.producer("AlexNet-9000")
+
+
+# --------------------------------------------------------------------------- records and figures
+@pytest.fixture(scope="module")
+def seqs(synthetic_split):
+    return [s.limit(6) for s in read_got10k(synthetic_split, subset="val")[:2]]
+
+
+def constructed_tracks(seqs, drift_at=None):
+    """Tracks on ``seqs``: 'Good' follows the ground truth, 'Bad' leaves it from ``drift_at`` on
+    (never when None) in the first sequence."""
+    tracks = {}
+    for k, s in enumerate(seqs):
+        good = s.boxes.copy()
+        bad = s.boxes.copy()
+        if drift_at is not None and k == 0:
+            bad[drift_at:, 0] += 1000.0
+        tracks[s.name] = {name: q.Track(name, s.name, b, q.per_frame_iou(b, s.boxes), f"{name}-key")
+                          for name, b in (("Good", good), ("Bad", bad))}
+    return tracks
+
+
+def test_fig7_record_finds_the_drift_frame(seqs, tmp_path):
+    tracks = constructed_tracks(seqs, drift_at=3)
+    rec = q.fig7_record(seqs, tracks, THR, N, max_panels=5, frames_dir=tmp_path)
+    assert rec["drift"] and rec["note"] is None and rec["left_out"] == 0
+    (panel,) = rec["panels"]
+    assert panel["sequence"] == seqs[0].name and panel["frame"] == 3 and panel["drifting"] == ["Bad"]
+    assert set(panel["boxes"]) == {"Good", "Bad"} and (tmp_path / panel["image"]).is_file()
+    summary = q.drift_summary(tracks, THR, N)
+    assert summary[seqs[0].name]["Bad"]["drift_frame"] == 3 and summary[seqs[0].name]["Good"]["drift_frame"] is None
+    assert summary[seqs[0].name]["Good"]["mean_iou"] == pytest.approx(1.0)
+
+
+def test_fig7_record_without_drift_says_so(seqs):
+    rec = q.fig7_record(seqs, constructed_tracks(seqs), THR, N, max_panels=5)
+    assert not rec["drift"] and "no tracker drifts" in rec["note"]
+    assert [p["lowest_iou"] for p in rec["panels"]] == [["Good"], ["Bad"]]
+    assert all(p["frame"] >= 1 for p in rec["panels"])
+
+
+def test_figures_build_from_constructed_data(seqs, tmp_path):
+    from matplotlib.figure import Figure
+
+    from pulkit.figs_qualitative import plot_fig5, plot_fig7, tracker_color
+    from pulkit.figures import TRACKER_COLORS
+
+    tracks = constructed_tracks(seqs, drift_at=3)
+    rec5 = q.fig5_record(seqs, tracks, n_frames=3, max_sequences=1, frames_dir=tmp_path)
+    assert len(rec5["rows"]) == 1 and [p["frame"] for p in rec5["rows"][0]["panels"]] == q.pick_frames(6, 3)
+    images = {p["image"]: seqs[0].image(p["frame"]) for p in rec5["rows"][0]["panels"]}
+    fig = plot_fig5(rec5, images)
+    assert isinstance(fig, Figure) and sum(ax.has_data() for ax in fig.axes) == 3
+    rec7 = q.fig7_record(seqs, tracks, THR, N, max_panels=5, frames_dir=tmp_path)
+    fig7 = plot_fig7(rec7, {rec7["panels"][0]["image"]: seqs[0].image(3)})
+    texts = [t.get_text() for ax in fig7.axes for t in ax.texts]
+    assert "Bad drifts at frame 4" in texts       # index 3 is the 4th frame
+    assert tracker_color("SiamFC (supervised)") == TRACKER_COLORS["SiamFC"]
+    with pytest.raises(KeyError, match="no image"):
+        plot_fig5(rec5, {})
+
+
+# --------------------------------------------------------------------------- end to end with checkpoints
+def test_track_save_and_rebuild_figures_from_files(roots, seqs, monkeypatch):
+    seqs = [s.limit(4) for s in seqs]
+    from matplotlib.figure import Figure
+
+    from pulkit import paths
+    from pulkit.figs_qualitative import fig5_from_results, fig7_from_results
+    from pulkit.figures import FIGURES
+
+    profile = "smoke"
+    with pytest.raises(MissingResultsError, match="06_qualitative"):
+        fig5_from_results(profile)
+    made = fabricate(profile, q.FIG5_TRACKERS)
+    ckpts = q.require_checkpoints(profile, q.FIG5_TRACKERS, rounds=2)
+    assert ckpts == made
+    trackers = {n: q.load_tracker(n, p, device="cpu") for n, p in ckpts.items()}
+    tracks = q.track_all(trackers, seqs, profile=profile, progress=False)
+    t = tracks[seqs[0].name]["ResPUL"]
+    assert t.boxes.shape == (len(seqs[0]), 4) and np.isfinite(t.boxes).all() and t.result_key.startswith("ResPUL-w")
+    assert (artifacts.tracking_dir(profile) / t.result_key / "OTB" / f"{seqs[0].name}.txt").is_file()
+
+    # a second run re-uses the stored boxes: the trackers are never asked again
+    for tr in trackers.values():
+        monkeypatch.setattr(tr, "update", lambda image: pytest.fail("tracked again"))
+    again = q.track_all(trackers, seqs, profile=profile, progress=False)
+    np.testing.assert_array_equal(again[seqs[0].name]["ResPUL"].boxes, t.boxes)
+
+    frames_dir = paths.results_dir(profile) / q.FRAMES_DIR
+    record = {"fig5": q.fig5_record(seqs, tracks, 2, 2, frames_dir),
+              "fig7": q.fig7_record(seqs, tracks, THR, N, 4, frames_dir),
+              "tracks": q.drift_summary(tracks, THR, N)}
+    save_results(profile, "06_qualitative", record)
+    back = load_results(profile, "06_qualitative")
+    assert back["fig5"]["trackers"] == list(q.FIG5_TRACKERS)
+    for make in (fig5_from_results, fig7_from_results, FIGURES["fig5_qualitative"], FIGURES["fig7_failures"]):
+        assert isinstance(make(profile), Figure)
+    (frames_dir / back["fig5"]["rows"][0]["panels"][0]["image"]).unlink()
+    with pytest.raises(MissingResultsError, match="06_frames"):
+        fig5_from_results(profile)
