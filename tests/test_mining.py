@@ -190,3 +190,15 @@ def test_mining_quality_seeded_at_ground_truth_on_a_static_target(net, static_se
     assert row["center_error"] < 1e-6 and row["iou"] > 1 - 1e-6
     assert row["kept_frac"] == 1.0 and row["iou_kept"] > 1 - 1e-6
     assert q.attrs["span"] == 2
+
+
+def test_leaving_the_frame_stops_mining_but_the_scored_raw_track_is_clipped(net, static_seq, monkeypatch):
+    inf, geo, dev = _geometry(net)
+    frames = mining._Frames(unlabeled(static_seq), 64)
+    monkeypatch.setattr(mining, "track_step", _fake_step(40.0))   # centre 44.5 -> 84.5 -> 124.5 -> 164.5 (> 127)
+    mined = mining.track_chains(inf, frames, SEEDS.iloc[:1], 3, FAST, geo, dev)
+    raw = mining.track_chains(inf, frames, SEEDS.iloc[:1], 3, FAST, geo, dev, stop_early=False)
+    assert mined.last[0] == raw.last[0] == 2
+    assert np.isnan(mined.boxes[0, 3]).all()
+    assert xywh_to_cxcywh(raw.boxes[0, 3])[0, 0] == pytest.approx(127.0) and np.isnan(raw.scores[0, 3])
+    assert mined.passed[0] == raw.passed[0]

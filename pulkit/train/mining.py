@@ -75,8 +75,8 @@ class MinerGeometry:
     @classmethod
     def from_configs(cls, mining_cfg, model_cfg, stride: int = 8) -> "MinerGeometry":
         t = tracker_defaults(model_cfg.backbone)
-        if mining_cfg.scale_num < 1:
-            raise ValueError(f"mining.scale_num must be >= 1, got {mining_cfg.scale_num}")
+        if mining_cfg.scale_num < 1 or mining_cfg.scale_num % 2 == 0:
+            raise ValueError(f"mining.scale_num must be odd and positive, got {mining_cfg.scale_num}")
         if mining_cfg.confidence not in CONFIDENCES:
             raise ValueError(f"mining.confidence must be one of {CONFIDENCES}, got {mining_cfg.confidence!r}")
         if mining_cfg.response_up < 1 or mining_cfg.forward_batch < 1:
@@ -224,11 +224,13 @@ class Chains:
 
 def _run_tracks(net, frames: _Frames, start: np.ndarray, init: np.ndarray, stop: np.ndarray,
                 geo: MinerGeometry, device, forward: bool, min_score: float | None,
-                progress_cb=None) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+                clip: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """Track T boxes, each from frame ``start[i]`` (box ``init[i]``) to frame ``stop[i]``, in one sweep.
 
     ``forward``: frames increase from start to stop, else decrease.  A track stops early when its
-    peak score falls below ``min_score`` (None: never) or its centre leaves the frame.  Returns the
+    peak score falls below ``min_score`` (None: never) or its centre leaves the frame; with ``clip``
+    it goes on instead, its centre clipped into the frame (SiamFCTracker's rule) and that step's
+    score NaN (so a later cut at the first low score also cuts there).  Returns the
     boxes T x (L + 1) x 4 by step (step j at frame ``start +- j``), the scores T x (L + 1), the number
     of kept steps per track, and the number of track updates computed.
     """
@@ -265,7 +267,11 @@ def _run_tracks(net, frames: _Frames, start: np.ndarray, init: np.ndarray, stop:
             updates += len(stepping)
             h, w = img.shape[:2]
             inside = (c[:, 0] >= 0) & (c[:, 0] <= w - 1) & (c[:, 1] >= 0) & (c[:, 1] <= h - 1)
-            ok = inside & np.isfinite(peak) & (peak >= min_score if min_score is not None else True)
+            if clip:
+                c = np.clip(c, 0, [w - 1, h - 1])
+                peak = np.where(inside, peak, np.nan)
+                inside = np.ones_like(inside)
+            ok = inside & (np.isfinite(peak) | clip) & (peak >= min_score if min_score is not None else True)
             j = sgn * (f - start[stepping])
             state[stepping, :2], state[stepping, 2:] = c, s
             good, bad = stepping[ok], stepping[~ok]
@@ -277,19 +283,18 @@ def _run_tracks(net, frames: _Frames, start: np.ndarray, init: np.ndarray, stop:
                 zf[i] = None
             for i in stepping[j == np.abs(stop[stepping] - start[stepping])]:
                 zf[i] = None            # finished: free its template
-            if progress_cb is not None:
-                progress_cb(len(stepping))
     return boxes, scores, kept, updates
 
 
 def track_chains(net, frames: _Frames, seeds: pd.DataFrame, span: int, mining_cfg, geo: MinerGeometry,
-                 device, stop_early: bool = True, progress_cb=None) -> Chains:
+                 device, stop_early: bool = True) -> Chains:
     """Forward tracks of up to ``span`` steps from ``seeds`` (columns frame, x, y, w, h), and their
     sparse forward-backward check (module docstring).  Frames are the only input read.
 
     ``stop_early``: stop computing a track at its first low-score step (mining).  Without it the
-    forward track runs to the span (``boxes`` then holds the raw track, for scoring) and the kept
-    steps (``last``) are cut at the first low score afterwards: the same verdicts, more compute.
+    forward track runs to the span like ``SiamFCTracker`` (centre clipped into the frame; ``boxes``
+    holds this raw track, for scoring) and the kept steps (``last``) are cut afterwards at the first
+    low score or exit from the frame: the same verdicts, more compute.
     """
     start = seeds["frame"].to_numpy(np.int64)
     init = seeds[["x", "y", "w", "h"]].to_numpy(np.float64).reshape(-1, 4)
@@ -298,7 +303,8 @@ def track_chains(net, frames: _Frames, seeds: pd.DataFrame, span: int, mining_cf
         raise ValueError(f"seed frames must lie in 0..{n - 1}, got {start.min()}..{start.max()}")
     stop = np.minimum(start + int(span), n - 1)
     boxes, scores, kept, updates = _run_tracks(net, frames, start, init, stop, geo, device, True,
-                                               mining_cfg.min_response if stop_early else None, progress_cb)
+                                               mining_cfg.min_response if stop_early else None,
+                                               clip=not stop_early)
     boxes = _pad_steps(boxes, span, np.nan)
     scores = _pad_steps(scores, span, np.nan)
     if not stop_early:
@@ -311,7 +317,7 @@ def track_chains(net, frames: _Frames, seeds: pd.DataFrame, span: int, mining_cf
         idx = np.flatnonzero(has)
         end = start[idx] + kept[idx]
         bb, _, bkept, bup = _run_tracks(net, frames, end, boxes[idx, kept[idx]], start[idx], geo, device,
-                                        False, None, progress_cb)
+                                        False, None)
         updates += bup
         back[idx] = bb[np.arange(len(idx)), kept[idx]]
     fb = np.where(has, iou(np.nan_to_num(back), init), np.nan) if len(start) else np.zeros(0)
@@ -364,8 +370,7 @@ def seed_candidates(sequences, mining_cfg, seed: int, bd_cfg=None, progress: boo
         if len(rows) == 0:
             continue
         # round-robin over start frames: rank = position within its frame, so every frame gets its share
-        frames = table.loc[rows, "frame"].to_numpy()
-        rank = np.concatenate([np.arange((frames == f).sum()) for f in np.unique(frames)])
+        rank = table.loc[rows].groupby("frame").cumcount().to_numpy()
         order = np.lexsort((rng.random(len(rows)), rank))
         keep.extend(rows[order[:per_video]])
     out = table.loc[sorted(keep), ["video", "frame", "x", "y", "w", "h"]].reset_index(drop=True)
@@ -513,8 +518,8 @@ def mining_quality(net, sequences, mining_cfg, model_cfg, ks=(1, 5, 10, 20), dev
     (``track_chains``, span ``max(ks)`` whatever the round, so rounds compare at equal k) runs on
     frames alone; ground truth is read only here, to seed and to score.  Returns one row per
     (sequence, k) and a ``sequence == "mean"`` row per k (mean over sequences) with: ``n`` seeds
-    reaching ``t + k``; ``center_error`` (px) and ``iou`` of the raw forward track (filters off
-    except the track stop); ``kept_frac`` the fraction of those steps the miner would emit (response
+    reaching ``t + k``; ``center_error`` (px) and ``iou`` of the raw forward track (no filter, runs to
+    the span like ``SiamFCTracker``); ``kept_frac`` the fraction of those steps the miner would emit (response
     and FB filters); ``center_error_kept`` / ``iou_kept`` over the emitted ones.
     """
     ks = tuple(sorted({int(k) for k in ks}))
@@ -529,15 +534,15 @@ def mining_quality(net, sequences, mining_cfg, model_cfg, ks=(1, 5, 10, 20), dev
                   if np.isfinite(gt[t]).all() and gt[t, 2] > 0 and gt[t, 3] > 0]
         seeds = pd.DataFrame({"frame": starts, **{c: gt[starts, j] for j, c in enumerate("xywh")}})
         frames = _Frames(seq, mining_cfg.frame_cache_mb)
-        raw = mined = track_chains(net, frames, seeds, span, mining_cfg, geo, device, stop_early=False)
+        ch = track_chains(net, frames, seeds, span, mining_cfg, geo, device, stop_early=False)
         for k in ks:
-            t_k = raw.start + k
+            t_k = ch.start + k
             ok = (t_k < len(seq.frames))
-            ok[ok] &= np.isfinite(gt[t_k[ok]]).all(axis=1) & np.isfinite(raw.boxes[ok, k]).all(axis=1)
+            ok[ok] &= np.isfinite(gt[t_k[ok]]).all(axis=1) & np.isfinite(ch.boxes[ok, k]).all(axis=1)
             idx = np.flatnonzero(ok)
-            pred, true = raw.boxes[idx, k], gt[t_k[idx]]
-            emitted = mined.passed[idx] & (mined.last[idx] >= k)
-            m_pred = mined.boxes[idx[emitted], k]
+            pred, true = ch.boxes[idx, k], gt[t_k[idx]]           # the raw track (no response stop)
+            emitted = ch.passed[idx] & (ch.last[idx] >= k)         # what the miner would emit
+            m_pred = pred[emitted]
             records.append(dict(
                 sequence=str(seq.name), k=k, n=len(idx),
                 center_error=float(center_error(pred, true).mean()) if len(idx) else float("nan"),
