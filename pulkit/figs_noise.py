@@ -134,8 +134,8 @@ def _plot_examples(examples: Mapping[str, Any], levels, title: str, width_per_co
             ax_img.imshow(img, interpolation="bilinear")
             _rect(ax_img, p["noisy_box"], origin, NOISY_GT, "--")
             _rect(ax_img, p["true_box"], origin, TRUE_GT)
-            _rect(ax_img, p["boxes"]["bce"], origin, BCE)
-            _rect(ax_img, p["boxes"]["nr"], origin, NR)
+            _rect(ax_img, p["boxes"]["nr"], origin, NR, lw=2.4)      # wider, under BCE: both show when they agree
+            _rect(ax_img, p["boxes"]["bce"], origin, BCE, lw=1.2)
             ax_img.set_xlim(-0.5, img.shape[1] - 0.5)
             ax_img.set_ylim(img.shape[0] - 0.5, -0.5)
             ax_img.set_title(f"{pick['sequence']} #{pick['frame']}, n = {n}", fontsize=6)

@@ -69,6 +69,22 @@ def check_noise_config(cfg) -> None:
         raise ConfigError(f"noise.eval_max_frames must be >= 2 or None, got {nc.eval_max_frames}")
 
 
+def with_levels(cfg, levels=None, seeds=None):
+    """``cfg`` with other noise ``levels`` / ``seeds`` (None: the profile's); the display levels become
+    those of the profile that remain (else all levels) and Fig. 4's level 50 (else the largest)."""
+    nc, changes = cfg.noise, {}
+    if levels is not None:
+        levels = tuple(int(n) for n in levels)
+        changes["levels"] = levels
+        changes["display_levels"] = tuple(n for n in nc.display_levels if n in levels) or levels
+        changes["fig4_level"] = nc.fig4_level if nc.fig4_level in levels else max(levels, default=0)
+    if seeds is not None:
+        changes["seeds"] = tuple(int(s) for s in seeds)
+    out = cfg.override({"noise": changes}) if changes else cfg
+    check_noise_config(out)
+    return out
+
+
 def noise_run_config(cfg, loss: str, noise: int, seed: int):
     """The config a run trains with: ``noise.steps`` (when set) as its steps, its loss, noise and seed."""
     from .train.supervised import run_config
@@ -462,4 +478,4 @@ def _records(df: pd.DataFrame) -> list[dict[str, Any]]:
 
 __all__ = ["run_noise_experiment", "response_examples", "summarize", "relative_gain", "summary_numbers",
            "describe_trend", "per_sequence_table", "experiment_sequences", "write_results", "results_record",
-           "examples_path", "check_noise_config", "checkpoint_path", "default_picks"]
+           "examples_path", "check_noise_config", "with_levels", "checkpoint_path", "default_picks"]

@@ -187,3 +187,13 @@ def test_experiment_sequences_keep_training_and_evaluation_apart(env):
     assert {"otb/Crossing", "otb/Deer", "vot/bag"} <= evals and not train & {"otb/Skating1", "vot/ball1"}
     assert all(s.attributes["source"] == "synthetic" for s in seqs["train"]) and len(train) == 2
     assert all(len(s) <= 3 for s in seqs["eval"])
+
+
+def test_with_levels_keeps_the_config_runnable():
+    base = load_config("cpu")
+    c = noise.with_levels(base, [0, 10, 25], seeds=[3])
+    assert c.noise.levels == (0, 10, 25) and c.noise.seeds == (3,)
+    assert c.noise.display_levels == (0, 25) and c.noise.fig4_level == 25
+    assert noise.with_levels(base) is base
+    with pytest.raises(ConfigError):
+        noise.with_levels(base, [0, 0])
