@@ -66,7 +66,7 @@ def settings_for(profile: str) -> SectionBSettings:
     s = SectionBSettings()
     if profile == "smoke":
         s = replace(s, sigmas_sweep=(0.0, 0.125, 0.5, 1.0, 1.5, 2.0), levels=(0.1, 0.5, 1.2),
-                    b_grid=(0.01, 6.0, 16), n_eps=800, grid_per_sigma=12, n_population=64)
+                    b_grid=(0.01, 6.0, 16), n_eps=800, n_population=64)
     return s
 
 
@@ -591,27 +591,23 @@ def sectionB(cfg, settings: SectionBSettings | None = None, progress: bool = Tru
     settings = settings or settings_for(cfg.profile)
     geom = geometry(cfg)
     seed = int(cfg.seed)
-    steps = ["agreement", "error_vs_sigma", "error_vs_loss", "giveup", "population", "moments"]
-    bar = tqdm(steps, desc="Section B", disable=not progress)
-    data: dict[str, Any] = {"geometry": geom, "settings": _settings_dict(settings)}
+    steps = {"agreement": agreement, "error_vs_sigma": error_vs_sigma, "error_vs_loss": error_vs_loss,
+             "giveup": giveup_curve, "population": population}
+    data: dict[str, Any] = {"geometry": geom, "settings": settings_dict(settings)}
+    bar = tqdm([*steps, "moments"], desc="Section B", disable=not progress)
     for step in bar:
         bar.set_postfix_str(step)
-        if step == "agreement":
-            logits = logits_batch(settings.agree_levels, geom, settings, seed)
-            data["agreement"] = {"b": list(settings.agree_levels), "runs": [
-                route_agreement(logits, geom, s, settings.n_eps, seed + i) for i, s in enumerate(settings.agree_sigmas)]}
-        elif step == "error_vs_sigma":
-            data["error_vs_sigma"] = error_vs_sigma(geom, settings, seed)
-        elif step == "error_vs_loss":
-            data["error_vs_loss"] = error_vs_loss(geom, settings, seed)
-        elif step == "giveup":
-            data["giveup"] = giveup_curve(geom, settings, seed)
-        elif step == "population":
-            data["population"] = population(geom, settings, seed)
-        else:
-            data["moments"] = moments(geom, settings)
+        data[step] = moments(geom, settings) if step == "moments" else steps[step](geom, settings, seed)
     data["summary"] = summarize(data)
     return data
+
+
+def agreement(geom: dict, settings: SectionBSettings, seed: int) -> dict[str, Any]:
+    """(a) ``route_agreement`` for maps at ``agree_levels`` (b at sigma 0), one eps sample per sigma."""
+    logits = logits_batch(settings.agree_levels, geom, settings, seed)
+    return {"b": list(settings.agree_levels),
+            "runs": [route_agreement(logits, geom, s, settings.n_eps, seed + i)
+                     for i, s in enumerate(settings.agree_sigmas)]}
 
 
 def summarize(data: dict[str, Any]) -> dict[str, float | None]:
@@ -650,7 +646,8 @@ def el_none(a) -> list:
     return [el_none(x) if isinstance(x, (list, tuple, np.ndarray)) else (np.nan if x is None else x) for x in a]
 
 
-def _settings_dict(settings: SectionBSettings) -> dict[str, Any]:
+def settings_dict(settings: SectionBSettings) -> dict[str, Any]:
+    """The settings as a JSON-ready dict (recorded with the results)."""
     return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(settings).items()}
 
 
