@@ -16,12 +16,17 @@ and three losses are compared:
 The functions below return plain data (floats, nested lists, small numpy arrays) for the notebook
 ``05_sectionB_taylor`` and the figure ``sectionB_taylor`` (``pulkit.figs_taylor``):
 
-(a) ``route_agreement``   direct vs V route on one sample, float64 (plus pulkit's own two routes);
-(b) ``error_vs_sigma``    Taylor - exact against sigma for several loss levels b;
-(c) ``error_vs_loss``     the same against b, at a few sigmas (Taylor saturates at log 2);
+(a) ``agreement``         direct vs V route on one sample per sigma, float64 (plus pulkit's own two
+                          routes; ``route_agreement`` for any maps);
+(b) ``error_vs_sigma``    Taylor - exact against sigma, each map scaled to hold the exact loss at a level;
+(c) ``error_vs_loss``     both forms against b (balanced BCE at sigma 0), at a few sigmas (Taylor
+                          saturates at log 2);
 (d) ``giveup_curve``      L_NR and dL/db along a family of maps (the sign flips at b = 1 when sigma = 0)
     and ``population``    how many plausible responses sit in that regime;
 (e) ``moments``           mbar and V for a few sigmas at a fractional offset, with their checks.
+
+``sectionB(cfg)`` runs them all and adds ``summarize``'s key numbers; ``save_sectionB`` /
+``load_sectionB`` write and read ``results/<profile>/05_sectionB.json`` (+ ``.npz`` for the V matrices).
 
 Synthetic response maps (seeded): ``pattern`` is a soft label, +1 on the positive region and -1 off it
 with a tanh edge between its last positive and first negative cell, plus Gaussian noise;
