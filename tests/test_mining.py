@@ -36,10 +36,40 @@ def _write(folder, images):
     return paths
 
 
+class UnitFeatures(torch.nn.Module):
+    """A stride-8 test backbone whose feature vectors have unit norm at every position.
+
+    Every window of its maps then has the same energy, so the raw cross-correlation peaks exactly
+    where the content matches (Cauchy-Schwarz): a matcher that tracks static content like a trained
+    one, unlike a random AlexNet.  Kernel 7 / stride 8 keeps the grid centred on 103 and 167 crops.
+    """
+
+    name = "unit-test"
+    stride = 8
+    out_channels = 16
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, self.out_channels, 7, stride=8)
+
+    def forward(self, x):
+        return torch.nn.functional.normalize(self.conv(x - 128.0), dim=1)
+
+
 @pytest.fixture(scope="module")
 def net():
+    from pulkit.models.heads import XCorr
+    from pulkit.models.net import Net
+
     torch.manual_seed(0)
-    return build_net(MODEL)
+    return Net(UnitFeatures(), XCorr(scale=0.05, bias=True), MODEL.exemplar_sz, MODEL.instance_sz)
+
+
+def test_a_real_backbone_runs_through_the_miner(static_seq):
+    torch.manual_seed(0)
+    inf, geo, dev = _geometry(build_net(MODEL))
+    ch = mining.track_chains(inf, mining._Frames(unlabeled(static_seq), 64), SEEDS.iloc[:2], 1, FAST, geo, dev)
+    assert ch.boxes.shape == (2, 2, 4) and np.isfinite(ch.boxes[:, 0]).all() and ch.steps >= 2
 
 
 @pytest.fixture(scope="module")

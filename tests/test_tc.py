@@ -22,7 +22,7 @@ def _cfg(backbone="alexnet", **tc_over):
     return load_config("smoke", {
         "model": dict(backbone=backbone, exemplar_sz=103, instance_sz=167),
         "mining": dict(spans=(1, 2), candidates_per_video=2, start_stride=2, scale_num=1, response_up=4,
-                       confidence="cosine", min_response=0.0),
+                       confidence="cosine", min_response=-1.0, fb_iou=0.0),   # random nets: keep every track
         "tc": {**dict(rounds=2, steps_per_round=2, batch_size=3, checkpoint_every=1, log_every=1), **tc_over},
         "bd": dict(bank_batch=8, exclude_frames=2, bank_refresh=1),
     })

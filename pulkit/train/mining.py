@@ -24,9 +24,11 @@ computed once, at its start frame); frames are decoded once per video (kept for 
 sweep up to ``frame_cache_mb``).  ``scale_num = 1`` (no scale search) is 3x cheaper than SiamFC's
 3 scales; a ``search_sz`` below the model's ``instance_sz`` is cheaper again when motion is slow.
 
-Tracking rules are SiamFC's (``pulkit.config.tracker_defaults``): scale pyramid with penalty,
-bicubic upsampling of the response, cosine window, scale learning rate.  Scores compared across
-scales are sigmoid probabilities, so the scale penalty means the same whatever the logit's sign.
+Tracking rules are SiamFC's and ``SiamFCTracker``'s (``pulkit.config.tracker_defaults``): scale
+pyramid with a sign-aware penalty on the raw logits, bicubic upsampling of the response, cosine
+window, scale learning rate, size clamped to ``TrackerConfig``'s factors of the initial size.  One
+difference: the response is upsampled corner-aligned, so a motionless target moves by exactly 0
+(SiamFC's ``16 R`` upsampling puts the map centre between pixels: a 1/4-cell bias per frame).
 
 Labels are never read on the unsupervised path (``mine_pairs``): sequences are used through
 ``name`` and ``frames`` only.  ``mining_quality`` reads ground truth for seeding and scoring only.
@@ -142,13 +144,16 @@ def track_step(net, img: np.ndarray, centers: np.ndarray, sizes: np.ndarray, zf:
         score_map = torch.sigmoid(logits)
     r = logits.shape[-1]
     u = (r - 1) * geo.response_up + 1        # corner-aligned: the map centre is an upsampled pixel, no
-    prob = torch.sigmoid(F.interpolate(logits, size=(u, u), mode="bicubic", align_corners=True))  # 1/2-px bias
-    prob = prob.reshape(n_s, k, u, u).permute(1, 0, 2, 3).double().cpu().numpy()    # K x S x U x U
+    up = F.interpolate(logits, size=(u, u), mode="bicubic", align_corners=True)   # 1/2-px bias
+    up = up.reshape(n_s, k, u, u).permute(1, 0, 2, 3).double().cpu().numpy()      # K x S x U x U logits
     score = score_map.reshape(n_s, k, r, r).permute(1, 0, 2, 3).double().cpu().numpy()
-    penalty = np.full(n_s, geo.scale_penalty)
-    penalty[n_s // 2] = 1.0
-    best = (prob.reshape(k, n_s, -1).max(axis=2) * penalty).argmax(axis=1)          # K
-    resp = prob[np.arange(k), best]                                                  # K x U x U
+    # raw logits, never sigmoids, locate the peak: an untrained head (BD) saturates the sigmoid flat
+    peaks = up.reshape(k, n_s, -1).max(axis=2)
+    pen = geo.scale_penalty
+    penalised = np.where(peaks >= 0, peaks * pen, peaks / pen)     # "worse" whatever the logit's sign
+    penalised[:, n_s // 2] = peaks[:, n_s // 2]
+    best = penalised.argmax(axis=1)                                                   # K
+    resp = up[np.arange(k), best]                                                     # K x U x U
     resp = resp - resp.min(axis=(1, 2), keepdims=True)
     resp = resp / (resp.sum(axis=(1, 2), keepdims=True) + 1e-16)
     resp = (1 - geo.window_influence) * resp + geo.window_influence * _hann(u)
