@@ -139,6 +139,20 @@ def tracker_set(profile: str, cfg, device: str = "auto") -> TrackerSet:
     return TrackerSet(trackers, aliases, present, missing)
 
 
+def tracker_record(ts: TrackerSet, profile: str, results: Mapping[str, Mapping]) -> dict[str, dict]:
+    """JSON-able description of every evaluated tracker: kind (trained | reference), checkpoint
+    (under ``checkpoints/<profile>/``), ``same_checkpoint_as`` and its result key."""
+    root = paths.checkpoints_dir(profile)
+    out = {}
+    for n in ts.names:
+        bench = next((b for b in BENCHMARKS if n in results.get(b, {})), None)
+        out[n] = {"kind": "reference" if n in REFERENCES else "trained",
+                  "checkpoint": _relative(ts.checkpoints[n], root) if n in ts.checkpoints else None,
+                  "same_checkpoint_as": ts.aliases.get(n),
+                  "result_key": results[bench][n]["result_key"] if bench else None}
+    return out
+
+
 def _relative(path: Path, root: Path) -> str:
     try:
         return str(path.relative_to(root))

@@ -22,10 +22,9 @@ from typing import Any, Mapping
 import numpy as np
 from matplotlib.figure import Figure
 
-from . import paths
 from .figures import PALETTE, TRACKER_COLORS, TRUE_GT, new_figure
 from .notebook import MissingResultsError, load_results
-from .qualitative import FRAMES_DIR
+from .qualitative import frames_dir
 
 RESULTS = "06_qualitative"
 
@@ -128,7 +127,7 @@ def plot_fig7(record: Mapping[str, Any], images: Mapping[str, np.ndarray], ncols
                     bbox=dict(facecolor=color, alpha=0.8, lw=0, pad=1.5))
     rule = f"drift: IoU < {record['drift_iou']:g} for {record['drift_frames']} consecutive frames"
     extra = f"; {record['left_out']} more not shown" if record.get("left_out") else ""
-    fig.suptitle((record["note"] + "\n" if record.get("note") else "") + rule + extra, fontsize=7)
+    fig.supxlabel((record["note"] + "\n" if record.get("note") else "") + rule + extra, fontsize=7)
     _legend(fig, colors)
     return fig
 
@@ -138,7 +137,7 @@ def load_images(profile: str, record: Mapping[str, Any]) -> dict[str, np.ndarray
     """The frames a figure record names, from ``results/<profile>/06_frames/``."""
     from .data.images import read_rgb
 
-    folder = paths.results_dir(profile) / FRAMES_DIR
+    folder = frames_dir(profile)
     panels = [p for r in record["rows"] for p in r["panels"]] if "rows" in record else record["panels"]
     out = {}
     for p in panels:

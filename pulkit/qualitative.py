@@ -245,6 +245,16 @@ def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "sequence"
 
 
+def frames_dir(profile: str, clear: bool = False) -> Path:
+    """``results/<profile>/06_frames/``, where the shown frames go; ``clear`` deletes the JPEGs of an
+    earlier run first (so the folder holds exactly what the saved records name)."""
+    d = paths.results_dir(profile) / FRAMES_DIR
+    if clear and d.is_dir():
+        for f in d.glob("*.jpg"):
+            f.unlink()
+    return d
+
+
 def export_frame(seq: Sequence, i: int, out_dir: str | Path) -> str:
     """Write frame ``i`` of ``seq`` as ``<out_dir>/<sequence>_<i:06d>.jpg`` (quality 92); returns the
     file name.  Same pixels in, same bytes out."""

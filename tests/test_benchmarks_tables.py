@@ -192,6 +192,11 @@ def test_run_benchmarks_end_to_end(roots, synthetic_split, make_vot):
         df = bt.benchmark_table(bench, results[bench], ts.missing)
         assert df.loc[bt.STATIC, "status"] == "reference" and "ResPUL" in df.index
     assert (artifacts.tracking_dir("smoke") / results["otb"]["AlexPUL"]["result_key"] / "OTB").is_dir()
+    record = bt.tracker_record(ts, "smoke", results)
+    assert record["TC-NR round 2"] == {"kind": "trained", "checkpoint": "tc_nr_alexnet/round2.pt",
+                                       "same_checkpoint_as": "AlexPUL",
+                                       "result_key": results["otb"]["AlexPUL"]["result_key"]}
+    assert record[bt.STATIC]["kind"] == "reference" and record[bt.STATIC]["checkpoint"] is None
     again, _ = bt.run_benchmarks(ts, sets, cfg, "smoke", progress=False)
     assert to_json(again) == to_json(results)          # stored runs re-used: identical numbers (NaN EAO too)
     path = bt.save_table(bt.benchmark_table("otb", results["otb"], ts.missing), "smoke", "otb")

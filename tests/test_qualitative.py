@@ -166,6 +166,10 @@ def test_figures_build_from_constructed_data(seqs, tmp_path):
     fig7 = plot_fig7(rec7, {rec7["panels"][0]["image"]: seqs[0].image(3)})
     texts = [t.get_text() for ax in fig7.axes for t in ax.texts]
     assert "Bad drifts at frame 4" in texts       # index 3 is the 4th frame
+    calm = q.fig7_record(seqs, constructed_tracks(seqs), THR, N, max_panels=5, frames_dir=tmp_path)
+    fig_calm = plot_fig7(calm, {p["image"]: seqs[0].image(0) for p in calm["panels"]})
+    assert "no tracker drifts" in fig_calm._supxlabel.get_text()
+    assert any(t.get_text().startswith("Good lowest IoU") for ax in fig_calm.axes for t in ax.texts)
     assert tracker_color("SiamFC (supervised)") == TRACKER_COLORS["SiamFC"]
     with pytest.raises(KeyError, match="no image"):
         plot_fig5(rec5, {})
@@ -198,7 +202,11 @@ def test_track_save_and_rebuild_figures_from_files(roots, seqs, monkeypatch):
     again = q.track_all(trackers, seqs, profile=profile, progress=False)
     np.testing.assert_array_equal(again[seqs[0].name]["ResPUL"].boxes, t.boxes)
 
-    frames_dir = paths.results_dir(profile) / q.FRAMES_DIR
+    stale = q.frames_dir(profile) / "old_000001.jpg"
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"stale")
+    frames_dir = q.frames_dir(profile, clear=True)
+    assert frames_dir == paths.results_dir(profile) / q.FRAMES_DIR and not stale.exists()
     record = {"fig5": q.fig5_record(seqs, tracks, 2, 2, frames_dir),
               "fig7": q.fig7_record(seqs, tracks, THR, N, 4, frames_dir),
               "tracks": q.drift_summary(tracks, THR, N)}
