@@ -144,11 +144,6 @@ class MiningConfig:
     start_stride: int = 10                    # start a track every k frames
     eval_k: tuple[int, ...] = (1, 5, 10, 20)  # mining quality measured at these offsets
     max_pairs: int = 50000
-
-
-@dataclass(frozen=True)
-class TCConfig:
-    """Temporal-correspondence learning, progressive rounds."""
     scale_num: int = 3                        # tracker scales while mining (1: fixed box size, 3x faster)
     search_sz: int | None = None              # search crop while mining, 127 + 8k (None: model.instance_sz; smaller is faster)
     response_up: int = 16                     # bicubic upsampling of the response (SiamFC)
@@ -156,6 +151,12 @@ class TCConfig:
     emit_every: int = 1                       # emit a pair every k-th step of a kept track (and at its last step)
     forward_batch: int = 48                   # search crops per network forward (memory bound)
     frame_cache_mb: int = 1024                # decoded frames kept for the backward pass (beyond: decode again)
+    min_tracks: int = 0                       # when fewer tracks pass FB, keep the best-FB-IoU ones up to this (0: off)
+
+
+@dataclass(frozen=True)
+class TCConfig:
+    """Temporal-correspondence learning, progressive rounds."""
     rounds: int = 3
     steps_per_round: int = 2000
     batch_size: int = 8
@@ -261,7 +262,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "model": dict(exemplar_sz=103, instance_sz=207),
         "bd": dict(steps=6, batch_size=8, bank_refresh=3, checkpoint_every=3, max_candidates=400,
                    candidates_per_frame=1),
-        "mining": dict(spans=(2, 4), candidates_per_video=2, start_stride=8, max_pairs=200),
+        "mining": dict(spans=(2, 4), candidates_per_video=2, start_stride=8, max_pairs=200, min_tracks=4),
         "tc": dict(rounds=2, steps_per_round=4, batch_size=4, checkpoint_every=2),
         "supervised": dict(steps=4, batch_size=4, checkpoint_every=2),
         "noise": dict(levels=(0, 50), seeds=(0, 1), display_levels=(0, 50), steps=2, eval_max_frames=6,

@@ -232,3 +232,17 @@ def test_leaving_the_frame_stops_mining_but_the_scored_raw_track_is_clipped(net,
     assert np.isnan(mined.boxes[0, 3]).all()
     assert xywh_to_cxcywh(raw.boxes[0, 3])[0, 0] == pytest.approx(127.0) and np.isnan(raw.scores[0, 3])
     assert mined.passed[0] == raw.passed[0]
+
+
+def test_min_tracks_keeps_the_best_failed_tracks_and_says_so(net, static_seq, monkeypatch):
+    monkeypatch.setattr(mining, "track_step", _fake_step(4.0))   # every track fails FB (24 px off after 3 steps)
+    cands = SEEDS.assign(video="static")
+    strict = mining.mine_pairs(net, [unlabeled(static_seq)], FAST, MODEL, 1, 3, 0, device="cpu",
+                               candidates=cands, progress=False)
+    assert len(strict) == 0 and strict.attrs["mining"]["fb_passed"] == 0
+    relaxed = mining.mine_pairs(net, [unlabeled(static_seq)], dataclasses.replace(FAST, min_tracks=2), MODEL, 1, 3,
+                                0, device="cpu", candidates=cands, progress=False)
+    stats = relaxed.attrs["mining"]
+    assert stats["fb_relaxed_tracks"] == 2 and stats["fb_passed"] == 0 and stats["fb_pass_rate"] == 0
+    # FB IoU (w - 24) / (w + 24): the 40 px and 30 px wide seeds beat the 22 px one
+    assert sorted(set(relaxed["wa"])) == [30.0, 40.0] and len(relaxed) == 6

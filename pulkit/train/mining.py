@@ -393,6 +393,9 @@ def mine_pairs(net, sequences, mining_cfg, model_cfg, round_idx: int, span: int,
     last) of each chain that passed both filters, ``confidence`` the step's peak score, ``round``
     ``round_idx``.  At most ``mining_cfg.max_pairs`` rows (a seeded uniform subsample beyond).
     ``table.attrs["mining"]`` holds the statistics (tracks, steps, FB pass rate, throughput).
+    ``mining_cfg.min_tracks > 0`` keeps at least that many tracks: when fewer pass FB, the failed
+    ones with the highest FB IoU are added (counted in ``fb_relaxed_tracks``; ``fb_passed`` and
+    ``fb_pass_rate`` count the true passes) -- for tiny runs whose model is barely trained.
     """
     import time
 
@@ -416,7 +419,7 @@ def mine_pairs(net, sequences, mining_cfg, model_cfg, round_idx: int, span: int,
         raise ValueError(f"candidates name videos not among the sequences: {sorted(unknown)[:5]}")
     net, geo, device = _prepare(net, mining_cfg, model_cfg, device)
 
-    rows, n_tracks, n_with_steps, n_passed, n_updates, n_decoded = [], 0, 0, 0, 0, 0
+    chains, n_updates, n_decoded = [], 0, 0
     t0 = time.perf_counter()
     groups = candidates.groupby(candidates["video"].astype(str), sort=False)
     bar = tqdm(total=len(groups), desc=f"mining round {round_idx} (S={span})", unit="video", disable=not progress)
@@ -424,21 +427,25 @@ def mine_pairs(net, sequences, mining_cfg, model_cfg, round_idx: int, span: int,
         seeds = seeds.sort_values("frame", kind="stable")
         frames = _Frames(by_name[name], mining_cfg.frame_cache_mb)
         ch = track_chains(net, frames, seeds, int(span), mining_cfg, geo, device)
-        n_tracks += len(seeds)
-        n_with_steps += int((ch.last > 0).sum())
-        n_passed += int(ch.passed.sum())
+        chains.append((name, ch))
         n_updates += ch.steps
         n_decoded += frames.decoded
+        bar.update(1)
+        bar.set_postfix(passed=sum(int(c.passed.sum()) for _, c in chains),
+                        steps_per_s=f"{n_updates / max(time.perf_counter() - t0, 1e-9):.1f}")
+    bar.close()
+    n_passed = sum(int(c.passed.sum()) for _, c in chains)
+    relaxed = _relax_fb(chains, int(mining_cfg.min_tracks))
+    rows = []
+    for name, ch in chains:
         for i in np.flatnonzero(ch.passed):
             ks = [k for k in range(1, ch.last[i] + 1) if k % mining_cfg.emit_every == 0 or k == ch.last[i]]
             a = ch.boxes[i, 0]
             for k in ks:
-                b = ch.boxes[i, k]
-                rows.append((name, int(ch.start[i]), int(ch.start[i] + k), *a, *b, k, float(ch.scores[i, k]),
-                             int(round_idx)))
-        bar.update(1)
-        bar.set_postfix(pairs=len(rows), steps_per_s=f"{n_updates / max(time.perf_counter() - t0, 1e-9):.1f}")
-    bar.close()
+                rows.append((name, int(ch.start[i]), int(ch.start[i] + k), *a, *ch.boxes[i, k], k,
+                             float(ch.scores[i, k]), int(round_idx)))
+    n_tracks = sum(len(c.start) for _, c in chains)
+    n_with_steps = sum(int((c.last > 0).sum()) for _, c in chains)
     seconds = time.perf_counter() - t0
     table = pd.DataFrame(rows, columns=list(PAIR_COLUMNS))
     table = _typed(table)
@@ -454,8 +461,23 @@ def mine_pairs(net, sequences, mining_cfg, model_cfg, round_idx: int, span: int,
         "track_updates": n_updates, "frames_decoded": n_decoded, "seconds": seconds,
         "updates_per_s": n_updates / seconds if seconds > 0 else float("nan"),
         "scale_num": int(mining_cfg.scale_num), "search_sz": geo.search_sz, "confidence": geo.confidence,
+        "fb_relaxed_tracks": relaxed,
     }
     return table
+
+
+def _relax_fb(chains: list[tuple[str, Chains]], min_tracks: int) -> int:
+    """When fewer than ``min_tracks`` tracks passed FB, also pass the failed ones with the highest FB
+    IoU (ties: video order) until ``min_tracks`` are kept; return how many were added (in place)."""
+    short = min_tracks - sum(int(c.passed.sum()) for _, c in chains)
+    if short <= 0:
+        return 0
+    failed = [(-c.fb_iou[i], n, i) for n, (_, c) in enumerate(chains)
+              for i in np.flatnonzero(~c.passed & (c.last > 0))]
+    failed.sort()
+    for _, n, i in failed[:short]:
+        chains[n][1].passed[i] = True
+    return min(short, len(failed))
 
 
 def _typed(table: pd.DataFrame) -> pd.DataFrame:
