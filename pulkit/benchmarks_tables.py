@@ -278,6 +278,7 @@ def benchmark_table(bench: str, results: Mapping[str, Mapping], missing: Mapping
         if name not in rows:
             rows[name] = {**{m: np.nan for m in METRICS[bench]}, "frames": np.nan, "status": _status(name, None, missing)}
     df = pd.DataFrame.from_dict(rows, orient="index", columns=cols)
+    df["frames"] = df["frames"].astype("Int64")      # stays an integer beside missing rows
     df.index.name = "tracker"
     return df
 

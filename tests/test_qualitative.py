@@ -218,3 +218,16 @@ def test_track_save_and_rebuild_figures_from_files(roots, seqs, monkeypatch):
     (frames_dir / back["fig5"]["rows"][0]["panels"][0]["image"]).unlink()
     with pytest.raises(MissingResultsError, match="06_frames"):
         fig5_from_results(profile)
+
+
+def test_track_responses_feed_the_sequence_scrubber(roots, seqs):
+    from pulkit.widgets import sequence_scrubber
+
+    seq = seqs[0].limit(3)
+    path = fabricate("smoke", ["AlexPUL"])["AlexPUL"]
+    boxes, responses = q.track_responses(q.load_tracker("AlexPUL", path, device="cpu"), seq, progress=False)
+    assert boxes.shape == (3, 4) and responses[0] is None
+    assert all(r.ndim == 2 and r.shape[0] == r.shape[1] for r in responses[1:])
+    box = sequence_scrubber(seq, {"AlexPUL": boxes}, responses)
+    box.controls["frame"].value = 2
+    assert box.figure is not None
