@@ -231,3 +231,18 @@ def test_track_responses_feed_the_sequence_scrubber(roots, seqs):
     box = sequence_scrubber(seq, {"AlexPUL": boxes}, responses)
     box.controls["frame"].value = 2
     assert box.figure is not None
+
+
+def test_the_papers_vot_sequences_are_used_when_present(tmp_path, make_vot, monkeypatch):
+    root = tmp_path / "vot2016"
+    for name in ("Basketball", "graduate", "other"):
+        make_vot(root, name, [[5, 5, 20, 15]] * 4)
+    cfg = load_config("smoke", {"data": {"max_frames": 3}})
+    seqs, source = q.qualitative_sequences(cfg, "fig5", vot_root=root)
+    assert [s.name for s in seqs] == ["Basketball"] and len(seqs[0]) == 3 and "paper" in source
+    monkeypatch.setenv("PULKIT_VOT", str(root))
+    seqs, _ = q.qualitative_sequences(cfg, "fig7")
+    assert [s.name for s in seqs] == ["graduate"] and seqs[0].attributes["source"] == "vot"
+    assert q.vot_sequences(["fish1"], root) == [] and q.vot_sequences(["fish1"], tmp_path / "none") == []
+    with pytest.raises(ValueError, match="fig5"):
+        q.qualitative_sequences(cfg, "fig6")
