@@ -170,6 +170,7 @@ class TCConfig:
     weight_decay: float = 5e-4
     checkpoint_every: int = 200
     log_every: int = 10
+    head_calibration: float | None = 0.5      # round 1: rescale the head so logits start with this std (mean 0 with a bias); None: off
 
 
 @dataclass(frozen=True)

@@ -18,13 +18,13 @@ from pulkit.train import tc
 N_FRAMES = 6
 
 
-def _cfg(backbone="alexnet", **tc_over):
+def _cfg(backbone="alexnet", instance_sz=167, **tc_over):
     return load_config("smoke", {
-        "model": dict(backbone=backbone, exemplar_sz=103, instance_sz=167),
+        "model": dict(backbone=backbone, exemplar_sz=103, instance_sz=instance_sz),
         "mining": dict(spans=(1, 2), candidates_per_video=2, start_stride=2, scale_num=1, response_up=4,
                        confidence="cosine", min_response=-1.0, fb_iou=0.0),   # random nets: keep every track
         "tc": {**dict(rounds=2, steps_per_round=2, batch_size=3, checkpoint_every=1, log_every=1), **tc_over},
-        "bd": dict(bank_batch=8, exclude_frames=2, bank_refresh=1),
+        "bd": dict(bank_batch=8, exclude_frames=2, bank_refresh=10),
     })
 
 
@@ -76,11 +76,11 @@ def _log(ckpt):
 
 @pytest.mark.parametrize("loss", ["nr", "bce"])
 def test_tc_round_trains_logs_and_saves_a_loadable_checkpoint(loss, videos, init_ckpt, tmp_path):
-    cfg = _cfg(loss=loss)
+    cfg = _cfg(loss=loss, steps_per_round=2 if loss == "nr" else 1)
     out = tc.train_tc_round(cfg, init_ckpt, _table(), videos, 1, tmp_path / "tc_round1.pt", device="cpu",
                             progress=False)
     log = _log(out)
-    assert [r["step"] for r in log] == [1, 2]
+    assert [r["step"] for r in log] == list(range(1, cfg.tc.steps_per_round + 1))
     for r in log:
         assert np.isfinite(r["loss"]) and np.isfinite(r[f"{loss}_loss"]) and np.isfinite(r["infonce"])
         assert 0.0 <= r["giveup_frac"] <= 1.0
@@ -101,8 +101,29 @@ def test_tc_round_trains_logs_and_saves_a_loadable_checkpoint(loss, videos, init
     assert out.stat().st_mtime_ns == mtime
 
 
+def test_round1_calibrates_an_uncalibrated_head_out_of_the_give_up_regime(videos, tmp_path):
+    """A head scale 100x SiamFC's (like BD's untrained head) saturates every sigmoid: all samples give up."""
+    hot = _cfg(steps_per_round=1).override({"model": {"head_scale": 0.1}})
+    torch.manual_seed(0)
+    init = save_checkpoint(tmp_path / "hot.pt", build_net(hot.model), hot)
+    off = tc.train_tc_round(hot.override({"tc": {"head_calibration": None}}), init, _table(), videos, 1,
+                            tmp_path / "off.pt", device="cpu", progress=False)
+    assert _log(off)[0]["giveup_frac"] == 1.0
+    on = tc.train_tc_round(hot, init, _table(), videos, 1, tmp_path / "on.pt", device="cpu", progress=False)
+    assert _log(on)[0]["giveup_frac"] == 0.0
+    ckpt = load_checkpoint(on)
+    rec = ckpt["extra"]["calibration"]
+    assert rec["head_scale_before"] == 0.1 and rec["logit_std_before"] > 5
+    assert ckpt["arch"]["head_scale"] == pytest.approx(rec["head_scale"]) and rec["head_scale"] < 0.01
+    assert load_net(on, "cpu").head.scale == pytest.approx(rec["head_scale"])     # the tracker sees it too
+    # later rounds inherit the scale and do not calibrate again
+    r2 = tc.train_tc_round(hot, on, _table(), videos, 2, tmp_path / "r2.pt", device="cpu", progress=False)
+    c2 = load_checkpoint(r2)
+    assert c2["arch"]["head_scale"] == pytest.approx(rec["head_scale"]) and c2["extra"]["calibration"] == {}
+
+
 def test_tc_round_runs_with_ciresnet22_and_rss(videos, tmp_path):
-    cfg = _cfg("ciresnet22", sampler="rss", steps_per_round=1)
+    cfg = _cfg("ciresnet22", instance_sz=135, sampler="rss", steps_per_round=1)
     torch.manual_seed(0)
     init = save_checkpoint(tmp_path / "init.pt", build_net(cfg.model), cfg)
     out = tc.train_tc_round(cfg, init, _table(), videos, 1, tmp_path / "tc.pt", device="cpu", progress=False)
@@ -139,7 +160,7 @@ def test_exemplars_group_pairs_and_ahm_keeps_one_pair_per_track(videos):
 
 
 def test_progressive_rounds_produce_loadable_checkpoints_and_resume_skips(videos, init_ckpt, tmp_path, monkeypatch):
-    cfg = _cfg()
+    cfg = _cfg(steps_per_round=1)
     out = tc.run_progressive(cfg, init_ckpt, videos, tmp_path / "prog", device="cpu", progress=False)
     assert [p.name for p in out] == ["tc_round1.pt", "tc_round2.pt"]
     for r, p in enumerate(out, 1):

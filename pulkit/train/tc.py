@@ -19,6 +19,17 @@ METHOD.md sections 2-3, "The NR loss", supplementary B and F.  One round (``trai
 5. SGD (``tc.lr`` -> ``tc.lr_end`` exponential decay, SiamFC), on backbone + head + projection head,
    through the shared loop (atomic checkpoints, bitwise resume, non-finite guard).
 
+Head calibration (round 1, ``tc.head_calibration``): BD trains the backbone through the projection
+head only, so the cross-correlation head it hands over is uncalibrated: its logits come out large
+(measured: mean 18, std 10 after a short BD run; a fresh CIResNet-22 with SiamDW's 0.1 scale, mean
+500), every sigmoid saturates and **every** sample starts in the NR loss's give-up regime
+(E[g] < -1), where the Taylor loss pushes responses away from their labels and falls without bound.
+Before round 1 the head's scale is therefore set so that the logits of a few mined pairs have std
+``head_calibration`` (and, when the head has a bias, mean 0): a positive rescaling that changes no
+peak position (tracking is unchanged) and leaves the loss starting near ``-log(1 - log 2 + ...)``.
+The new scale is saved in the checkpoint's ``arch`` (``load_net`` and the tracker use it) and the
+numbers in ``extra["calibration"]``; later rounds inherit it.
+
 AHM's bank settings (``bank_refresh``, ``bank_batch``, ``exclude_frames``) and the InfoNCE
 temperature are BD's (``cfg.bd``): one definition of AHM and of the contrastive loss for both stages.
 
@@ -33,6 +44,8 @@ JSON summary ``tc_round{r}.json``; complete rounds are skipped on resume.
 """
 from __future__ import annotations
 
+import copy
+import dataclasses
 import hashlib
 import os
 from pathlib import Path
@@ -170,11 +183,13 @@ def _load_init(cfg, init_ckpt) -> tuple[torch.nn.Module, ProjectionHead, dict]:
     if arch.get("backbone") != cfg.model.backbone:
         raise ValueError(f"{init_ckpt}: checkpoint holds a {arch.get('backbone')!r} network, "
                          f"but cfg.model.backbone is {cfg.model.backbone!r}")
-    net = build_net(cfg.model)
+    # crop geometry from cfg.model, head (scale, bias) from the checkpoint: a calibrated scale travels on
+    net = build_net(dataclasses.replace(cfg.model, head_scale=arch.get("head_scale", cfg.model.head_scale),
+                                        head_bias=arch.get("head_bias", cfg.model.head_bias)))
     try:
         net.load_state_dict(ckpt["model"])
     except RuntimeError as e:
-        raise ValueError(f"{init_ckpt}: weights do not fit cfg.model ({cfg.model.backbone}, head scale/bias): "
+        raise ValueError(f"{init_ckpt}: weights do not fit cfg.model ({cfg.model.backbone}): "
                          f"{str(e).splitlines()[0]}") from None
     state = (ckpt.get("extra") or {}).get("projection")
     if state is not None:
@@ -189,6 +204,50 @@ def _load_init(cfg, init_ckpt) -> tuple[torch.nn.Module, ProjectionHead, dict]:
         raise ValueError(f"{init_ckpt}: projection head expects {proj.in_dim} channels, "
                          f"the backbone gives {net.backbone.out_channels}")
     return net, proj, ckpt
+
+
+class Calibration:
+    """The round's head calibration as checkpoint state (``extra["calibration"]``): a record only."""
+
+    def __init__(self, record: dict[str, Any] | None = None):
+        self.record = dict(record or {})
+
+    def state_dict(self) -> dict[str, Any]:
+        return dict(self.record)
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.record = dict(state)
+
+
+@torch.no_grad()
+def calibrate_head(net, pairs: MinedPairs, target_std: float, batch_size: int, seed: int, n_batches: int = 4,
+                   device="cpu") -> dict[str, Any]:
+    """Rescale ``net.head`` so its logits on ``n_batches`` mined pairs have std ``target_std`` (and mean 0
+    when it has a bias).  Statistics come from a train-mode copy (BN batch statistics, as in training;
+    the net's running statistics are untouched) on batches drawn with a generator seeded by ``seed``.
+    Returns the record (scale and bias before and after, the raw logit mean and std)."""
+    if not target_std > 0:
+        raise ValueError(f"tc.head_calibration must be > 0 (or None: off), got {target_std}")
+    probe = copy.deepcopy(net).to(device).train()
+    g = torch.Generator().manual_seed(int(seed))
+    xc = []
+    for _ in range(n_batches):
+        b = pairs.sample_batch(batch_size, g)
+        xc.append(probe.head.scale ** -1 * (probe(b["z"].to(device), b["x"].to(device)) -
+                                             (probe.head.bias if probe.head.bias is not None else 0.0)))
+    xc = torch.cat(xc).double()
+    mean, std = float(xc.mean()), float(xc.std())
+    if not (std > 0 and np.isfinite(std)):
+        raise ValueError(f"head calibration: the responses of the mined pairs have std {std}: cannot rescale")
+    old_scale, old_bias = float(net.head.scale), (float(net.head.bias) if net.head.bias is not None else None)
+    net.head.scale = float(target_std / std)
+    if net.head.bias is not None:
+        net.head.bias.fill_(-net.head.scale * mean)
+    return {"xcorr_mean": mean, "xcorr_std": std, "logit_mean_before": old_scale * mean + (old_bias or 0.0),
+            "logit_std_before": old_scale * std, "head_scale_before": old_scale, "head_bias_before": old_bias,
+            "head_scale": float(net.head.scale),
+            "head_bias": float(net.head.bias) if net.head.bias is not None else None,
+            "target_std": float(target_std), "pairs_seen": n_batches * batch_size}
 
 
 def _check(cfg) -> None:
@@ -245,6 +304,9 @@ def train_tc_round(cfg, init_ckpt, pairs_table, sequences, round_idx: int, ckpt_
     if len(exemplars) < tc.batch_size:
         raise ValueError(f"{source}: {len(exemplars)} distinct exemplars (tracks) for a batch of {tc.batch_size}: "
                          "mine more pairs (more candidates, lower thresholds) or lower tc.batch_size")
+    calibration = Calibration()
+    if round_idx == 1 and tc.head_calibration is not None:
+        calibration.record = calibrate_head(net, pairs, tc.head_calibration, tc.batch_size, cfg.seed, device=dev)
     embedder = Embedder(net.backbone, proj)
     bank = BankState(exemplars, lambda: embed_exemplars(embedder, exemplars, cfg.bd.bank_batch, dev),
                      cfg.bd.bank_refresh)
@@ -292,7 +354,7 @@ def train_tc_round(cfg, init_ckpt, pairs_table, sequences, round_idx: int, ckpt_
     sched = exp_lr(opt, tc.lr, tc.lr_end, tc.steps_per_round)
     train(net, opt, step_fn, batch_fn, tc.steps_per_round, scheduler=sched, checkpoint=ckpt_path,
           checkpoint_every=tc.checkpoint_every, resume=resume, log=log_path(ckpt_path), log_every=tc.log_every,
-          stage=stage, cfg=cfg, device=dev, progress=progress, extra_state={"projection": proj, "bank": bank})
+          stage=stage, cfg=cfg, device=dev, progress=progress, extra_state={"projection": proj, "bank": bank, "calibration": calibration})
     return ckpt_path
 
 
@@ -394,6 +456,7 @@ def run_progressive(cfg, bd_ckpt, train_sequences, out_dir, loss: str | None = N
             "steps": int(cfg.tc.steps_per_round), "final_loss": last.get("loss"),
             f"final_{cfg.tc.loss}_loss": last.get(f"{cfg.tc.loss}_loss"), "final_infonce": last.get("infonce"),
             "final_giveup_frac": last.get("giveup_frac"),
+            "calibration": (load_training_checkpoint(ckpt).get("extra") or {}).get("calibration") or None,
             "provenance": provenance(cfg.profile, cfg.seed, cfg)})
         done.append(ckpt)
         prev = ckpt
