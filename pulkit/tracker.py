@@ -124,7 +124,7 @@ class SiamFCTracker(Tracker):
         ``config`` (defaults when it has none), then ``tracker_overrides`` (unknown keys: ConfigError)."""
         dev = resolve_device(device)
         ckpt = load_checkpoint(path, map_location=dev)
-        net = load_net(ckpt, device=dev)
+        net = _tracking_net(ckpt, path, dev)
         stored = (ckpt.get("config") or {}).get("tracker", {})
         tcfg = Config().override({"tracker": {**stored, **tracker_overrides}}).tracker
         arch = ckpt["arch"]
@@ -239,3 +239,37 @@ def _check_box(box, W: int, H: int) -> np.ndarray:
     if b[0] >= W or b[1] >= H or b[0] + b[2] <= 0 or b[1] + b[3] <= 0:
         raise ValueError(f"initial box {b.tolist()} lies outside the {W} x {H} image")
     return b
+
+
+_ARCH_KEYS = ("backbone", "exemplar_sz", "instance_sz", "context", "head_scale", "head_bias")
+
+
+def _tracking_net(ckpt: dict, path, device) -> Net:
+    """``load_net(ckpt)`` with errors naming the file; weights that do not fit the ``arch`` name both
+    architectures (the one ``arch`` names and the one the weights fit, if any)."""
+    arch = ckpt.get("arch")
+    if not isinstance(arch, dict):
+        raise ValueError(f"{path}: checkpoint of stage {ckpt.get('stage')!r} holds no Siamese tracking network "
+                         "(arch is None: a BD embedder?); track with a TC or supervised checkpoint")
+    missing = [k for k in _ARCH_KEYS if k not in arch]
+    if missing:
+        raise ValueError(f"{path}: checkpoint arch lacks {missing} (it has {sorted(arch)})")
+    try:
+        return load_net(ckpt, device=device)
+    except (ValueError, TypeError, AttributeError):   # unknown backbone, weights that do not fit it
+        from .models.backbones import BACKBONES, build_backbone
+
+        model = ckpt["model"] if isinstance(ckpt["model"], dict) else {}
+        shapes = {k[len("backbone."):]: tuple(getattr(v, "shape", ())) for k, v in model.items()
+                  if k.startswith("backbone.")}
+        fits = [b for b in BACKBONES
+                if {k: tuple(v.shape) for k, v in build_backbone(b).state_dict().items()} == shapes]
+        named = arch["backbone"] if arch["backbone"] in BACKBONES else f"{arch['backbone']} (unknown to pulkit)"
+        if fits == [arch["backbone"]]:
+            held = (f"its head weights {sorted(k for k in model if not k.startswith('backbone.'))} do not fit "
+                    f"the arch's head (head_bias={arch['head_bias']})")
+        elif fits:
+            held = f"its weights are a {fits[0]} network's"
+        else:
+            held = f"its weights fit no pulkit backbone ({', '.join(BACKBONES)})"
+        raise ValueError(f"{path}: checkpoint arch names a {named} network but {held}") from None

@@ -83,8 +83,13 @@ def to_rgb(img, bgr: bool = False) -> np.ndarray:
     uint16 input (16-bit PNG) is scaled by 255 / 65535; float input in [0, 1] is scaled by 255.
     """
     if not isinstance(img, np.ndarray):
-        img = np.asarray(img.convert("RGB"))
+        if not hasattr(img, "convert"):
+            raise ImageError(f"expected a PIL image or a numpy array, got {type(img).__name__}")
+        # PIL's convert("RGB") clips 16-bit images at 255: take their values and scale them like arrays
+        img = np.asarray(img).astype(np.uint16) if img.mode.startswith("I;16") else np.asarray(img.convert("RGB"))
         bgr = False
+    if img.size == 0:
+        raise ImageError(f"empty image (shape {img.shape})")
     if img.dtype != np.uint8:
         if img.dtype == np.uint16:
             img = (img.astype(np.uint32) * 255 + 32767) // 65535

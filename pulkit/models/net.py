@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 import os
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -150,6 +151,14 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict[str, An
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such checkpoint file")
+    if zipfile.is_zipfile(path):         # torch.load does not check the records' CRCs: bit rot loads silently
+        try:
+            with zipfile.ZipFile(path) as z:
+                bad = z.testzip()
+        except Exception as e:  # a damaged zip structure
+            bad = f"{type(e).__name__}: {e}"
+        if bad is not None:
+            raise ValueError(f"{path}: corrupt checkpoint (CRC check failed: {bad})")
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=False)
     except Exception as e:  # truncated zip, garbage bytes, pickle errors
