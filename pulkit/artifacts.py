@@ -6,7 +6,7 @@ through hidden state. Every path lives under ``pulkit.paths`` roots, so ``PULKIT
 
 Checkpoints (``checkpoints/<profile>/``)
     ``bd_<sampler>_<backbone>.pt``             BD (stage 1); sampler ``ahm`` | ``rss``
-    ``tc_<loss>_<backbone>/round<r>.pt``        TC learning after round r (stage 3); loss ``nr`` | ``bce``
+    ``tc_<loss>_<backbone>/tc_round<r>.pt``     TC learning after round r (stage 3); loss ``nr`` | ``bce``
     ``tc_<loss>_<backbone>/pairs_round<r>.csv`` the pairs mined for round r (stage 2)
     ``sup_<loss>_<backbone>.pt``                supervised baselines (SiamFC / SiamDW) on ground truth
     ``noise/<loss>_n<noise>_s<seed>.pt``        the noise experiment (supervised, noisy annotations)
@@ -43,7 +43,7 @@ def tc_dir(profile: str, loss: str = "nr", backbone: str = "alexnet") -> Path:
 
 
 def tc_checkpoint(profile: str, round_idx: int, loss: str = "nr", backbone: str = "alexnet") -> Path:
-    return tc_dir(profile, loss, backbone) / f"round{int(round_idx)}.pt"
+    return tc_dir(profile, loss, backbone) / f"tc_round{int(round_idx)}.pt"   # the name run_progressive writes
 
 
 def pairs_table(profile: str, round_idx: int, loss: str = "nr", backbone: str = "alexnet") -> Path:
