@@ -143,6 +143,7 @@ class MiningConfig:
     candidates_per_video: int = 8
     start_stride: int = 10                    # start a track every k frames
     eval_k: tuple[int, ...] = (1, 5, 10, 20)  # mining quality measured at these offsets
+    quality_videos: int | None = 50           # mining quality: at most this many labelled training videos, evenly spaced (None: all)
     max_pairs: int = 50000
     scale_num: int = 3                        # tracker scales while mining (1: fixed box size, 3x faster)
     search_sz: int | None = None              # search crop while mining, 127 + 8k (None: model.instance_sz; smaller is faster)
@@ -263,7 +264,8 @@ PROFILES: dict[str, dict[str, Any]] = {
         "model": dict(exemplar_sz=103, instance_sz=207),
         "bd": dict(steps=6, batch_size=8, bank_refresh=3, checkpoint_every=3, max_candidates=400,
                    candidates_per_frame=1),
-        "mining": dict(spans=(2, 4), candidates_per_video=2, start_stride=8, max_pairs=200, min_tracks=4),
+        "mining": dict(spans=(2, 4), candidates_per_video=2, start_stride=8, max_pairs=200, min_tracks=4,
+                       quality_videos=2),
         "tc": dict(rounds=2, steps_per_round=4, batch_size=4, checkpoint_every=2),
         "supervised": dict(steps=4, batch_size=4, checkpoint_every=2),
         "noise": dict(levels=(0, 50), seeds=(0, 1), display_levels=(0, 50), steps=2, eval_max_frames=6,
