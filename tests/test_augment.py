@@ -1,12 +1,15 @@
-"""Two-view augmentation: shapes, dtypes, determinism from the generator, views that differ."""
+"""Two-view augmentation: shapes, dtypes, determinism from the generator, views that differ, and the
+batch-wise operations equal to torchvision's per-image functions crop by crop."""
 from __future__ import annotations
 
 import dataclasses
 
 import pytest
 import torch
+import torchvision.transforms.v2.functional as TF
 
 from pulkit.config import AugmentConfig, load_config
+from pulkit.data import augment as aug
 from pulkit.data.augment import RandomStretch, TwoViews, blur_kernel_size
 
 
@@ -88,6 +91,99 @@ def test_config_is_a_stage_and_is_validated():
     assert cfg.augment.flip_p == 0.0 and cfg.augment.jitter_p == 0.8
     with pytest.raises(ValueError, match="grayscale_p"):
         TwoViews(AugmentConfig(grayscale_p=1.5))
+    with pytest.raises(ValueError, match="hue"):
+        TwoViews(AugmentConfig(hue=0.7))
+    with pytest.raises(ValueError, match="stretch"):
+        TwoViews(AugmentConfig(stretch=1.0))
     with pytest.raises(ValueError, match="B x 3 x H x W"):
         TwoViews()(torch.zeros(3, 8, 8), torch.Generator())
     assert blur_kernel_size(127, 0.1) == 13 and blur_kernel_size(10, 0.1) == 3
+
+
+# --------------------------------------------------------------------------- batch ops == torchvision per crop
+def images(n: int = 5, side: int = 23, seed: int = 0) -> torch.Tensor:
+    """Float [0, 1] crops with saturated, grey and repeated-channel pixels (the HSV corner cases)."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(n, 3, side, side, generator=g)
+    x[:, :, :3] = x[:, :1, :3]                  # grey rows: max == min
+    x[:, 1, 3:5] = x[:, 0, 3:5]                 # r == g ties
+    x[:, :, 5, :4] = torch.tensor([1.0, 0.0, 0.0]).view(1, 3, 1)
+    return x
+
+
+@pytest.mark.parametrize("name,tv,lo,hi", [
+    ("adjust_brightness", TF.adjust_brightness, 0.6, 1.4), ("adjust_contrast", TF.adjust_contrast, 0.6, 1.4),
+    ("adjust_saturation", TF.adjust_saturation, 0.6, 1.4), ("adjust_hue", TF.adjust_hue, -0.5, 0.5)])
+def test_colour_ops_equal_torchvision_per_crop(name, tv, lo, hi):
+    x = images()
+    f = torch.linspace(lo, hi, len(x))
+    out = getattr(aug, name)(x, f)
+    assert out.shape == x.shape
+    for i in range(len(x)):
+        torch.testing.assert_close(out[i], tv(x[i], float(f[i])), atol=2e-6, rtol=0)
+
+
+def test_grayscale_and_blur_equal_torchvision_per_crop():
+    x = images(side=29)
+    torch.testing.assert_close(aug.grayscale(x), TF.rgb_to_grayscale(x), atol=1e-6, rtol=0)
+    sigma = torch.tensor([0.1, 0.5, 1.0, 1.7, 2.0])
+    k = blur_kernel_size(29, 0.3)
+    out = aug.gaussian_blur(x, sigma, k)
+    for i in range(len(x)):
+        ref = TF.gaussian_blur(x[i], [k, k], [float(sigma[i])] * 2)
+        torch.testing.assert_close(out[i], ref, atol=2e-6, rtol=0)
+    with pytest.raises(ValueError, match="blur kernel"):
+        aug.gaussian_blur(x[:, :, :5, :5], sigma, 11)
+
+
+def test_color_jitter_applies_each_crops_own_order():
+    x = images(n=4)
+    factors = torch.tensor([[1.3, 0.7, 1.2, 0.08], [0.8, 1.3, 0.6, -0.1], [1.1, 1.1, 0.7, 0.05], [0.7, 0.9, 1.4, -0.03]])
+    order = torch.tensor([[0, 1, 2, 3], [3, 2, 1, 0], [1, 3, 0, 2], [2, 0, 3, 1]])
+    tv = (TF.adjust_brightness, TF.adjust_contrast, TF.adjust_saturation, TF.adjust_hue)
+    out = aug.color_jitter(x, factors, order)
+    for i in range(len(x)):
+        ref = x[i]
+        for j in order[i].tolist():
+            ref = tv[j](ref, float(factors[i, j]))
+        torch.testing.assert_close(out[i], ref, atol=1e-5, rtol=0)
+    # the order matters: brightness before or after contrast differ once clamping bites
+    swapped = aug.color_jitter(x, factors, order[[1, 0, 2, 3]])
+    assert not torch.allclose(swapped[0], out[0], atol=1e-3)
+
+
+def test_stretch_flip_geometry():
+    """Pixel j samples the input at c + (j - c) / s (c the centre); a linear ramp stays exact."""
+    side = 21
+    c = (side - 1) / 2
+    ramp = torch.arange(side, dtype=torch.float32).expand(1, 3, side, side)
+    same = aug.stretch_flip(ramp, torch.ones(1, 2))
+    torch.testing.assert_close(same, ramp, atol=1e-4, rtol=0)
+    s = 1.25                                      # enlarge along x: every sample stays inside the crop
+    out = aug.stretch_flip(ramp, torch.tensor([[1.0, s]]))
+    j = torch.arange(side, dtype=torch.float32)
+    torch.testing.assert_close(out[0, 0, 0], c + (j - c) / s, atol=1e-4, rtol=0)
+    flipped = aug.stretch_flip(ramp, torch.tensor([[1.0, s]]), torch.tensor([True]))
+    torch.testing.assert_close(flipped, out.flip(-1), atol=1e-4, rtol=0)
+    # shrinking uncovers a border in the crop's mean colour (per channel), never black
+    img = images(n=2, side=side)
+    small = aug.stretch_flip(img, torch.full((2, 2), 0.5))
+    torch.testing.assert_close(small[:, :, 0, 0], img.mean(dim=(-2, -1)), atol=1e-5, rtol=0)
+
+
+def test_draw_params_ranges_and_fixed_consumption():
+    cfg = AugmentConfig()
+    g = torch.Generator().manual_seed(0)
+    p = aug.draw_params(cfg, 4000, g)
+    assert ((p["scale"] - 1).abs() <= cfg.stretch).all()
+    assert abs(p["flip"].float().mean() - cfg.flip_p) < 0.03 and abs(p["gray"].float().mean() - cfg.grayscale_p) < 0.03
+    assert abs(p["jitter"].float().mean() - cfg.jitter_p) < 0.03 and abs(p["blur"].float().mean() - cfg.blur_p) < 0.03
+    assert ((p["factors"][:, :3] - 1).abs() <= 0.4).all() and (p["factors"][:, 3].abs() <= cfg.hue).all()
+    assert (p["sigma"] >= 0.1).all() and (p["sigma"] <= 2.0).all()
+    assert torch.equal(p["order"].sort(dim=1).values, torch.arange(4).expand(4000, 4))
+    # the generator advances by the same amount whatever the probabilities: a run's later draws do not
+    # depend on which augmentations were switched on
+    a, b = torch.Generator().manual_seed(1), torch.Generator().manual_seed(1)
+    aug.draw_params(cfg, 8, a)
+    aug.draw_params(dataclasses.replace(cfg, flip_p=0.0, blur_p=1.0), 8, b)
+    assert torch.equal(a.get_state(), b.get_state())

@@ -1,35 +1,71 @@
-"""Two augmented views of a batch of crops (PUL supplementary F), with torchvision transforms v2.
+"""Two augmented views of a batch of crops (PUL supplementary F), batch-wise on one tensor.
 
-Each crop of the batch gets its own random draw, in SimCLR's order: SiamFC's random stretch,
-horizontal flip, colour distortion (``ColorJitter``, applied with probability ``jitter_p``),
-grayscale, Gaussian blur.  Every probability and strength is a field of ``AugmentConfig``.
+Each crop of the batch gets its own random draw of SimCLR's family, in SimCLR's order:
+
+1. SiamFC's **random stretch** (each axis scaled by ``1 + u``, ``u ~ U[-stretch, stretch]``, about the
+   crop centre, the uncovered border filled with the crop's mean colour) and the **horizontal flip**
+   (probability ``flip_p``), together one bilinear ``grid_sample``;
+2. **colour distortion** with probability ``jitter_p``: torchvision ``ColorJitter``'s brightness,
+   contrast, saturation and hue adjustments, factors ``U[1 - s, 1 + s]`` (hue ``U[-hue, hue]``),
+   applied in a random order per crop, each with torchvision's formula (``adjust_brightness`` ...
+   ``adjust_hue``; the tests check equality with them crop by crop);
+3. **grayscale** with probability ``grayscale_p`` (torchvision's ITU-R 601 weights, on all channels);
+4. **Gaussian blur** with probability ``blur_p``, ``sigma ~ U[blur_sigma]`` pixels, kernel side
+   ``blur_kernel_size``, reflect padding (torchvision's ``gaussian_blur``), as one grouped convolution
+   per axis with a kernel per crop.
+
+Every probability and strength is a field of ``AugmentConfig``.  All parameters are drawn from the
+``torch.Generator`` given (on the CPU, in a fixed order, the same amount per call), so the views are a
+pure function of the batch and the generator's state; the global torch RNG is never touched.  The
+work is a handful of whole-batch tensor operations instead of one torchvision pipeline per crop,
+several times faster (the two views of a batch are augmented together as one 2B batch).
 
 Input: a B x 3 x H x W batch, uint8 or float with raw 0..255 pixels (the network convention).
 Output: two float32 B x 3 x H x W batches of raw 0..255 pixels, on the input's device.
-
-torchvision's random transforms draw from the global torch RNG.  ``TwoViews`` draws one seed
-from the ``torch.Generator`` it is given, then runs the transforms inside
-``torch.random.fork_rng`` seeded with it: the views are a pure function of the batch and the
-generator's state, and the caller's global RNG stream is left exactly as it was.
 
     views = TwoViews(cfg.augment)
     z1, z2 = views(batch["z"], generator)
 """
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
+import torch.nn.functional as tnf
 import torchvision.transforms.v2 as v2
-import torchvision.transforms.v2.functional as F
 
 from ..config import AugmentConfig
 
+GRAY_WEIGHTS = (0.2989, 0.587, 0.114)   # torchvision's rgb_to_grayscale (ITU-R 601-2 luma)
+
+
+# --------------------------------------------------------------------------- geometry
+def stretch_flip(x: torch.Tensor, scale: torch.Tensor, flip: torch.Tensor | None = None) -> torch.Tensor:
+    """Scale each crop of ``x`` (n x C x H x W float) about its centre, optionally mirrored.
+
+    ``scale``: n x 2 factors ``(sy, sx)`` (> 1 enlarges the content, so its border leaves the crop;
+    < 1 shrinks it and the uncovered border takes the crop's mean colour, the border convention of
+    ``pulkit.data.crops``).  ``flip``: n bools, mirror left-right.  One bilinear ``grid_sample``.
+    """
+    n, _, h, w = x.shape
+    sy, sx = scale[:, 0].to(x), scale[:, 1].to(x)
+    sign = 1.0 - 2.0 * flip.to(x) if flip is not None else torch.ones_like(sx)
+    # affine_grid's sampling grid for the diagonal map (output -> input, normalised pixel centres),
+    # built by broadcasting: affine_grid itself spends a batched matmul on it
+    gx = ((torch.arange(w, dtype=x.dtype, device=x.device) * 2 + 1) / w - 1) * (sign / sx).view(n, 1, 1)
+    gy = ((torch.arange(h, dtype=x.dtype, device=x.device) * 2 + 1) / h - 1) * (1.0 / sy).view(n, 1, 1)
+    grid = torch.stack((gx.expand(n, h, w), gy.view(n, h, 1).expand(n, h, w)), dim=-1)
+    mean = x.mean(dim=(-2, -1), keepdim=True)
+    # zeros outside the crop after subtracting the mean: the mean colour once it is added back
+    return tnf.grid_sample(x - mean, grid, mode="bilinear", padding_mode="zeros", align_corners=False) + mean
+
 
 class RandomStretch(v2.Transform):
-    """SiamFC's random stretch: resize each axis by ``1 + u``, ``u ~ U[-stretch, stretch]`` (independently
-    per axis), then cut the centre back to the input size; an axis that shrank is padded on both sides
-    with the image's mean colour (the border convention of ``pulkit.data.crops``)."""
+    """SiamFC's random stretch as a torchvision transform for one image (C x H x W float): each axis
+    scaled by ``1 + u``, ``u ~ U[-stretch, stretch]`` independently, about the centre, the uncovered
+    border in the image's mean colour.  Draws from the global torch RNG like every torchvision random
+    transform; ``TwoViews`` does the same warp batch-wise with its own generator (``stretch_flip``)."""
 
     def __init__(self, stretch: float = 0.05):
         super().__init__()
@@ -38,33 +74,117 @@ class RandomStretch(v2.Transform):
         self.stretch = float(stretch)
 
     def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
-        h, w = flat_inputs[0].shape[-2:]
-        sy, sx = (1 + (2 * torch.rand(2) - 1) * self.stretch).tolist()
-        return {"size": (max(1, round(h * sy)), max(1, round(w * sx))), "out": (h, w)}
+        return {"scale": 1 + (2 * torch.rand(1, 2) - 1) * self.stretch}
 
     def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
-        img = F.resize(inpt, list(params["size"]), antialias=True)
-        return _fit_center(img, *params["out"])
+        return stretch_flip(inpt[None].float(), params["scale"])[0]
 
 
-def _fit_center(img: torch.Tensor, h: int, w: int) -> torch.Tensor:
-    """The centre ``h`` x ``w`` of ``img`` (... x C x H' x W'), mean-colour padded where it is smaller."""
-    ih, iw = img.shape[-2:]
-    top, left = max((ih - h) // 2, 0), max((iw - w) // 2, 0)
-    img = img[..., top:top + min(ih, h), left:left + min(iw, w)]
-    if img.shape[-2:] == (h, w):
-        return img
-    out = img.mean(dim=(-2, -1), keepdim=True).expand(*img.shape[:-2], h, w).clone()
-    ph, pw = (h - img.shape[-2]) // 2, (w - img.shape[-1]) // 2
-    out[..., ph:ph + img.shape[-2], pw:pw + img.shape[-1]] = img
-    return out
+# --------------------------------------------------------------------------- colour (torchvision's formulas, per crop)
+def _per_crop(f: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    return f.to(x).view(-1, 1, 1, 1)
 
 
+def grayscale(x: torch.Tensor) -> torch.Tensor:
+    """Luma of n x 3 x H x W float images as n x 1 x H x W (torchvision ``rgb_to_grayscale``)."""
+    r, g, b = x.unbind(dim=-3)
+    return (r * GRAY_WEIGHTS[0] + g * GRAY_WEIGHTS[1] + b * GRAY_WEIGHTS[2]).unsqueeze(-3)
+
+
+def adjust_brightness(x: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
+    """``x * f`` clamped to [0, 1]; one factor per crop (torchvision ``adjust_brightness``)."""
+    return (x * _per_crop(f, x)).clamp_(0, 1)
+
+
+def adjust_contrast(x: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
+    """Blend with the crop's mean luma (torchvision ``adjust_contrast``); one factor per crop."""
+    f = _per_crop(f, x)
+    mean = (x.mean(dim=(-2, -1)) @ x.new_tensor(GRAY_WEIGHTS)).view(-1, 1, 1, 1)   # mean luma
+    return (x * f).add_((1 - f) * mean).clamp_(0, 1)
+
+
+def adjust_saturation(x: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
+    """Blend with the per-pixel luma (torchvision ``adjust_saturation``); one factor per crop."""
+    f = _per_crop(f, x)
+    return (x * f).add_((1 - f) * grayscale(x)).clamp_(0, 1)
+
+
+def adjust_hue(x: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
+    """Rotate the hue by ``f`` turns, ``f`` in [-0.5, 0.5] per crop: torchvision's ``adjust_hue`` (HSV
+    hue shift; value and saturation kept), computed without the full HSV round trip.
+
+    With ``m``, ``v`` the smallest and largest channel and ``H`` the hue in sextants [0, 6), every
+    output channel is ``m + (v - m) * ramp(H')``, the piecewise-linear hue ramps of HSV -> RGB.
+    """
+    r, g, b = x.unbind(dim=-3)
+    m, v = torch.minimum(torch.minimum(r, g), b), torch.maximum(torch.maximum(r, g), b)
+    c = v - m
+    h6 = torch.where(v == r, g - b, torch.where(v == g, (b - r).add_(c, alpha=2), (r - g).add_(c, alpha=4)))
+    h6 = h6.div_(torch.where(c == 0, 1.0, c))                     # grey pixels: c = 0, any hue gives m
+    h6 = h6.add_(6 * _per_crop(f, x)[:, 0]).remainder_(6)
+    ramps = (((h6 - 3).abs_() - 1).clamp_(0, 1),                  # red
+             (2 - (h6 - 2).abs_()).clamp_(0, 1),                  # green
+             (2 - (h6 - 4).abs_()).clamp_(0, 1))                  # blue
+    return torch.stack(ramps, dim=-3).mul_(c.unsqueeze(-3)).add_(m.unsqueeze(-3))
+
+
+COLOR_OPS = (adjust_brightness, adjust_contrast, adjust_saturation, adjust_hue)   # ColorJitter's fn_idx order
+
+
+def color_jitter(x: torch.Tensor, factors: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
+    """ColorJitter per crop: crop ``i`` gets ``COLOR_OPS[order[i, k]]`` with ``factors[i, order[i, k]]``
+    for k = 0..3 (``factors``: n x 4 brightness, contrast, saturation, hue; ``order``: n x 4 permutations)."""
+    x = x.clone()
+    for k in range(len(COLOR_OPS)):
+        for j, op in enumerate(COLOR_OPS):
+            sel = (order[:, k].cpu() == j).nonzero().flatten()
+            if len(sel):
+                on = sel.to(x.device)
+                x[on] = op(x[on], factors[sel, j])
+    return x
+
+
+# --------------------------------------------------------------------------- blur
+def blur_kernel_size(side: int, fraction: float) -> int:
+    """An odd Gaussian kernel size of about ``fraction * side`` pixels, at least 3."""
+    k = max(3, int(round(fraction * side)))
+    return k if k % 2 else k + 1
+
+
+def gaussian_kernels(sigma: torch.Tensor, ksize: int) -> torch.Tensor:
+    """n x ksize normalised 1-D Gaussians of ``sigma[i]`` pixels (torchvision's ``gaussian_blur`` kernel)."""
+    half = (ksize - 1) * 0.5
+    taps = torch.linspace(-half, half, ksize, dtype=torch.float32)
+    kern = torch.exp(-0.5 * (taps / sigma.float().view(-1, 1)) ** 2)
+    return kern / kern.sum(dim=1, keepdim=True)
+
+
+def gaussian_blur(x: torch.Tensor, sigma: torch.Tensor, ksize: int) -> torch.Tensor:
+    """Blur each crop of ``x`` (n x C x H x W float) with its own ``sigma`` (pixels): reflect padding and
+    a separable ``ksize``-tap kernel, as torchvision's ``gaussian_blur``; one grouped conv per axis."""
+    n, c, h, w = x.shape
+    if ksize // 2 >= min(h, w):
+        raise ValueError(f"a blur kernel of {ksize} taps needs crops larger than {ksize // 2} px, got {h} x {w}")
+    kern = gaussian_kernels(sigma, ksize).to(x).repeat_interleave(c, dim=0)    # (n * c) x ksize
+    y = tnf.pad(x.reshape(1, n * c, h, w), (ksize // 2,) * 4, mode="reflect")
+    y = tnf.conv2d(y, kern.view(n * c, 1, 1, ksize), groups=n * c)
+    y = tnf.conv2d(y, kern.view(n * c, 1, ksize, 1), groups=n * c)
+    return y.view(n, c, h, w)
+
+
+# --------------------------------------------------------------------------- the two views
 def _check(cfg: AugmentConfig) -> None:
     for name in ("flip_p", "jitter_p", "grayscale_p", "blur_p"):
         p = getattr(cfg, name)
         if not 0 <= p <= 1:
             raise ValueError(f"AugmentConfig.{name} is a probability, got {p}")
+    if not 0 <= cfg.stretch < 1:
+        raise ValueError(f"AugmentConfig.stretch must be in [0, 1), got {cfg.stretch}")
+    for name in ("brightness", "contrast", "saturation"):
+        if not 0 <= getattr(cfg, name) <= 1:
+            raise ValueError(f"AugmentConfig.{name} must be in [0, 1], got {getattr(cfg, name)}")
+    if not 0 <= cfg.hue <= 0.5:
+        raise ValueError(f"AugmentConfig.hue must be in [0, 0.5], got {cfg.hue}")
     lo, hi = cfg.blur_sigma
     if not 0 < lo <= hi:
         raise ValueError(f"AugmentConfig.blur_sigma must be 0 < min <= max, got {cfg.blur_sigma}")
@@ -72,10 +192,49 @@ def _check(cfg: AugmentConfig) -> None:
         raise ValueError(f"AugmentConfig.blur_kernel is a fraction of the crop side in (0, 1], got {cfg.blur_kernel}")
 
 
-def blur_kernel_size(side: int, fraction: float) -> int:
-    """An odd Gaussian kernel size of about ``fraction * side`` pixels, at least 3."""
-    k = max(3, int(round(fraction * side)))
-    return k if k % 2 else k + 1
+def draw_params(cfg: AugmentConfig, n: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+    """Every random choice for ``n`` crops, drawn on the CPU in a fixed order (the same amount per call).
+
+    ``scale`` n x 2 (sy, sx); ``flip``, ``jitter``, ``gray``, ``blur`` n bools; ``factors`` n x 4
+    (brightness, contrast, saturation, hue); ``order`` n x 4 (ColorJitter's per-crop op order);
+    ``sigma`` n blur sigmas in pixels.
+    """
+    def u(*shape):
+        return torch.rand(*shape, generator=generator)
+
+    scale = 1 + (2 * u(n, 2) - 1) * cfg.stretch
+    flip = u(n) < cfg.flip_p
+    jitter = u(n) < cfg.jitter_p
+    s = torch.tensor([cfg.brightness, cfg.contrast, cfg.saturation, cfg.hue])
+    factors = (2 * u(n, 4) - 1) * s + torch.tensor([1.0, 1.0, 1.0, 0.0])
+    order = u(n, 4).argsort(dim=1)
+    gray = u(n) < cfg.grayscale_p
+    blur = u(n) < cfg.blur_p
+    lo, hi = cfg.blur_sigma
+    sigma = lo + (hi - lo) * u(n)
+    return {"scale": scale, "flip": flip, "jitter": jitter, "factors": factors, "order": order,
+            "gray": gray, "blur": blur, "sigma": sigma}
+
+
+def augment(x: torch.Tensor, cfg: AugmentConfig, params: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Apply ``draw_params``'s choices to ``x`` (n x 3 x H x W float in [0, 1]); returns a new tensor."""
+    if cfg.stretch > 0 or bool(params["flip"].any()):
+        x = stretch_flip(x, params["scale"], params["flip"])
+    else:
+        x = x.clone()
+    ksize = blur_kernel_size(min(x.shape[-2:]), cfg.blur_kernel)
+    _where(x, params["jitter"], lambda sel, xs: color_jitter(xs, params["factors"][sel], params["order"][sel]))
+    _where(x, params["gray"], lambda sel, xs: grayscale(xs).expand(-1, 3, -1, -1))
+    _where(x, params["blur"], lambda sel, xs: gaussian_blur(xs, params["sigma"][sel], ksize))
+    return x.clamp_(0, 1)
+
+
+def _where(x: torch.Tensor, mask: torch.Tensor, fn) -> None:
+    """``x[i] = fn(sel, x[sel])[...]`` for the crops ``sel`` where ``mask`` (CPU bools) holds, in place."""
+    sel = mask.nonzero().flatten()
+    if len(sel):
+        on = sel.to(x.device)
+        x[on] = fn(sel, x[on])
 
 
 class TwoViews:
@@ -85,26 +244,11 @@ class TwoViews:
         self.cfg = cfg or AugmentConfig()
         _check(self.cfg)
 
-    def pipeline(self, height: int, width: int) -> v2.Compose:
-        """The per-crop transform for float [0, 1] C x H x W images of this size."""
-        c = self.cfg
-        return v2.Compose([
-            RandomStretch(c.stretch),
-            v2.RandomHorizontalFlip(c.flip_p),
-            v2.RandomApply([v2.ColorJitter(c.brightness, c.contrast, c.saturation, c.hue)], p=c.jitter_p),
-            v2.RandomGrayscale(c.grayscale_p),
-            v2.RandomApply([v2.GaussianBlur(blur_kernel_size(min(height, width), c.blur_kernel), c.blur_sigma)],
-                           p=c.blur_p),
-        ])
-
     def __call__(self, batch: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         if not isinstance(batch, torch.Tensor) or batch.ndim != 4 or batch.shape[1] != 3:
             shape = tuple(batch.shape) if isinstance(batch, torch.Tensor) else type(batch).__name__
             raise ValueError(f"TwoViews expects a B x 3 x H x W tensor of crops, got {shape}")
-        seed = int(torch.randint(0, 2**62, (1,), generator=generator))
-        images = batch.to(torch.float32) / 255.0
-        pipe = self.pipeline(*batch.shape[-2:])
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            views = tuple(torch.stack([pipe(img) for img in images]) * 255.0 for _ in range(2))
-        return views
+        b = batch.shape[0]
+        x = batch.to(torch.float32) / 255.0
+        views = augment(torch.cat([x, x]), self.cfg, draw_params(self.cfg, 2 * b, generator)) * 255.0
+        return views[:b], views[b:]
