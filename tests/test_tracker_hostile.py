@@ -32,6 +32,7 @@ TRACKER_HOSTILE_INPUTS: list[tuple[str, str]] = [
     ("empty frame, a frame of 2 channels, or no image at all (None, str)", "ImageError saying what it got"),
     ("checkpoint whose weights are another architecture's", "ValueError naming the file and both architectures"),
     ("checkpoint naming an unknown backbone", "ValueError naming the file, the backbone and what the weights fit"),
+    ("checkpoint whose head weights do not fit its arch (head_bias)", "ValueError naming the file and the head keys"),
     ("BD embedder checkpoint (no Siamese net) given to the tracker", "ValueError naming the file and its stage"),
     ("checkpoint arch lacking entries", "ValueError naming the file and the missing entries"),
     ("truncated, empty or garbage checkpoint file", "ValueError naming the file"),
