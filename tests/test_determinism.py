@@ -192,9 +192,10 @@ def test_two_fresh_runs_give_identical_trees(tmp_path):
     commit = git_commit()     # one commit for both runs, even if someone commits in between (shared checkouts)
     for run, hashseed in (("a", "1"), ("b", "2")):
         out = tmp_path / run
-        env = {**os.environ, "PYTHONHASHSEED": hashseed, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PULKIT_DATA": str(tmp_path / f"cache_{run}"),
-               "PULKIT_RESULTS": str(out / "results"), "PULKIT_FIGURES": str(out / "figures"),
-               "PULKIT_CHECKPOINTS": str(out / "checkpoints"), "MPLCONFIGDIR": str(tmp_path / "mpl"), "PULKIT_COMMIT": commit}
+        env = {**os.environ, "PYTHONHASHSEED": hashseed, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+               "PULKIT_DATA": str(tmp_path / f"cache_{run}"), "PULKIT_RESULTS": str(out / "results"),
+               "PULKIT_FIGURES": str(out / "figures"), "PULKIT_CHECKPOINTS": str(out / "checkpoints"),
+               "MPLCONFIGDIR": str(tmp_path / "mpl"), "PULKIT_COMMIT": commit}
         done = subprocess.run([sys.executable, str(script), str(out)], env=env, capture_output=True, text=True,
                               timeout=300)
         assert done.returncode == 0, done.stderr[-3000:]

@@ -110,8 +110,8 @@ def spawn(tmp_path, source: str, *args, name: str = "child", **env) -> subproces
     script = tmp_path / f"{name}.py"
     script.write_text(source)
     log = open(tmp_path / f"{name}.log", "wb")
-    child_env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "MPLCONFIGDIR": str(tmp_path / "mpl"), "PULKIT_DATA": str(tmp_path / "cache"),
-                 **{k: str(v) for k, v in env.items()}}
+    child_env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "MPLCONFIGDIR": str(tmp_path / "mpl"),
+                 "PULKIT_DATA": str(tmp_path / "cache"), **{k: str(v) for k, v in env.items()}}
     return subprocess.Popen([sys.executable, str(script), *map(str, args)], env=child_env, stdout=log,
                             stderr=subprocess.STDOUT, start_new_session=True)
 
