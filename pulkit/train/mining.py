@@ -10,7 +10,9 @@ Filters
   ``mining_cfg.min_response`` (or whose centre leaves the frame); the steps before it are kept.
   The score is ``mining_cfg.confidence``: ``sigmoid`` (the head's logit through a sigmoid, the
   tracker's own score) or ``cosine`` (normalised cross-correlation of the features, in [-1, 1],
-  independent of the head's scale and bias: meaningful for a BD backbone whose head never trained).
+  independent of the head's scale and bias).  A BD checkpoint's head never trained: its logits are
+  large and the sigmoid sits at 1 everywhere, so in round 1 the ``sigmoid`` filter keeps every
+  step and FB does the filtering (TC round 1 calibrates the head; later rounds' scores mean more).
 * **Forward-backward consistency** (sparse): from the track's last kept frame ``e`` a new template
   is cut around the forward box and tracked back to ``t``; the whole chain ``t .. e`` is kept when
   the IoU of the returned box with ``box_t`` is at least ``mining_cfg.fb_iou``, and dropped otherwise.
@@ -28,18 +30,19 @@ Tracking rules are SiamFC's and ``SiamFCTracker``'s (``pulkit.config.tracker_def
 pyramid with a sign-aware penalty on the raw logits, bicubic upsampling of the response, cosine
 window, scale learning rate, size clamped to ``TrackerConfig``'s factors of the initial size.  One
 difference: the response is upsampled corner-aligned, so a motionless target moves by exactly 0
-(SiamFC's ``16 R`` upsampling puts the map centre between pixels: a 1/4-cell bias per frame).
+(SiamFC's ``16 R`` upsampling puts the map centre between pixels: a 1/32-cell, 1/4 search-crop
+pixel bias per frame, which adds up along a track).
 
 Labels are never read on the unsupervised path (``mine_pairs``): sequences are used through
 ``name`` and ``frames`` only.  ``mining_quality`` reads ground truth for seeding and scoring only.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 import pandas as pd
@@ -365,7 +368,6 @@ def seed_candidates(sequences, mining_cfg, seed: int, bd_cfg=None, progress: boo
     sequences = list(sequences)
     n_starts = [len(range(0, max(len(s.frames) - 1, 0), stride)) for s in sequences]
     per_frame = max([math.ceil(per_video / m) for m in n_starts if m > 0], default=1)
-    import dataclasses
     cand_cfg = dataclasses.replace(bd_cfg, candidates_per_frame=per_frame, max_candidates=2**62)
     table = sample_candidates(sequences, cand_cfg, seed, frame_stride=stride, progress=progress)
     rng = np.random.default_rng([int(seed), 0x311E])
