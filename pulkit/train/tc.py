@@ -6,7 +6,7 @@ METHOD.md sections 2-3, "The NR loss", supplementary B and F.  One round (``trai
    head comes from its ``extra["projection"]`` (BD and TC checkpoints both store one) or is fresh;
 2. mini-batch: ``tc.batch_size`` **exemplars** (distinct ``(video, frame_a, box_a)`` of the pairs
    table; one mined track each) chosen by AHM (``tc.sampler = "ahm"``: an anchor and its nearest
-   neighbours in an embedding bank of every exemplar's un-augmented 127 x 127 crop, the anchor's
+   neighbours in an embedding bank of every exemplar's un-augmented ``exemplar_sz`` crop, the anchor's
    video within +-``bd.exclude_frames`` frames left out, refreshed every ``bd.bank_refresh`` steps)
    or uniformly (``"rss"``); then one pair of each exemplar, uniformly among its rows;
 3. per pair (``pulkit.data.pairs.MinedPairs``): ``z`` around ``box_a``, ``x`` around ``box_b``
@@ -21,12 +21,13 @@ METHOD.md sections 2-3, "The NR loss", supplementary B and F.  One round (``trai
 
 Head calibration (round 1, ``tc.head_calibration``): BD trains the backbone through the projection
 head only, so the cross-correlation head it hands over is uncalibrated: its logits come out large
-(measured: mean 18, std 10 after a short BD run; a fresh CIResNet-22 with SiamDW's 0.1 scale, mean
-500), every sigmoid saturates and **every** sample starts in the NR loss's give-up regime
+(measured on synthetic pairs: logit mean 18, std 10-15 after a 40-step smoke BD; a fresh
+CIResNet-22 with SiamDW's 0.1 scale: mean 520, std 420), every sigmoid saturates and **every** sample starts in the NR loss's give-up regime
 (E[g] < -1), where the Taylor loss pushes responses away from their labels and falls without bound.
 Before round 1 the head's scale is therefore set so that the logits of a few mined pairs have std
 ``head_calibration`` (and, when the head has a bias, mean 0): a positive rescaling that changes no
-peak position (tracking is unchanged) and leaves the loss starting near ``-log(1 - log 2 + ...)``.
+peak position (tracking is unchanged) and starts training near E[g] = -log 2, outside the give-up
+regime.
 The new scale is saved in the checkpoint's ``arch`` (``load_net`` and the tracker use it) and the
 numbers in ``extra["calibration"]``; later rounds inherit it.
 
@@ -41,6 +42,9 @@ BCE: fraction with b > 1, i.e. g(0) = -b < -1, the same quantity at sigma = 0), 
 Progressive rounds (``run_progressive``): for r = 1..R mine with the current model at span S_r
 (``pulkit.train.mining``), save ``pairs_round{r}``, train round r, save ``tc_round{r}.pt`` and a
 JSON summary ``tc_round{r}.json``; complete rounds are skipped on resume.
+
+One process only (like BD): InfoNCE and AHM need the whole mini-batch on one device, so under
+``torchrun`` ``train_tc_round`` refuses to start.
 """
 from __future__ import annotations
 
