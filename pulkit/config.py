@@ -110,6 +110,7 @@ class BDConfig:
     """Background discrimination: contrastive learning on candidate patches."""
     steps: int = 2000
     batch_size: int = 64
+    steps_ciresnet22: int | None = None       # steps of the CIResNet-22 BD run (ResPUL's backbone; its step costs ~2.3x AlexNet's on CPU); None: steps
     temperature: float = 0.1
     proj_hidden: int = 256                    # projection MLP: features -> 256 -> 128
     proj_out: int = 128
@@ -263,7 +264,7 @@ PROFILES: dict[str, dict[str, Any]] = {
                      synthetic_width=192, synthetic_height=144, max_frames=30),
         "model": dict(exemplar_sz=103, instance_sz=207),
         "bd": dict(steps=6, batch_size=8, bank_refresh=3, checkpoint_every=3, max_candidates=400,
-                   candidates_per_frame=1),
+                   candidates_per_frame=1, log_every=1, crop_sz=103),
         "mining": dict(spans=(2, 4), candidates_per_video=2, start_stride=8, max_pairs=200, min_tracks=4,
                        quality_videos=2),
         "tc": dict(rounds=2, steps_per_round=4, batch_size=4, checkpoint_every=2),
@@ -275,7 +276,7 @@ PROFILES: dict[str, dict[str, Any]] = {
     "cpu": {
         "data": dict(synthetic_train_videos=24, synthetic_val_videos=8, synthetic_frames=60, max_frames=120),
         "model": dict(exemplar_sz=127, instance_sz=255),
-        "bd": dict(steps=300, batch_size=64, bank_refresh=100, max_candidates=4000),
+        "bd": dict(steps=300, steps_ciresnet22=130, batch_size=64, bank_refresh=100, max_candidates=4000),
         "mining": dict(spans=(5, 15, 40)),
         "tc": dict(rounds=3, steps_per_round=150),
         "supervised": dict(steps=300),

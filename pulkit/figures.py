@@ -243,6 +243,18 @@ def _sectionB_figure(profile: str) -> Figure:
     return figs_taylor.sectionB_from_results(profile)
 
 
+# --------------------------------------------------------------------------- background discrimination (notebook 01)
+def _bd_figure(name: str) -> Callable[[str], Figure]:
+    """``pulkit.figs_bd.<name>``, imported when first called (keeps this module light)."""
+    def from_results(profile: str) -> Figure:
+        from . import figs_bd
+
+        return getattr(figs_bd, name)(profile)
+
+    from_results.__name__ = name
+    return from_results
+
+
 # --------------------------------------------------------------------------- registry
 # name -> from_results(profile) -> Figure; the name is the exported file stem.
 FIGURES: dict[str, Callable[[str], Figure]] = {
@@ -252,6 +264,8 @@ FIGURES: dict[str, Callable[[str], Figure]] = {
     "fig6_auc_vs_noise": _noise_figure("fig6_from_results"),
     "fig5_qualitative": _qualitative_figure("fig5_from_results"),
     "fig7_failures": _qualitative_figure("fig7_from_results"),
+    "fig1_ahm_batch": _bd_figure("fig1_from_results"),
+    "fig2_rss_batch": _bd_figure("fig2_from_results"),
 }
 
 

@@ -1,0 +1,289 @@
+"""Notebook 01 (background discrimination) in small steps: the profile's BD runs, their training logs as
+tables, AHM vs RSS batch hardness, the summary, and the results files.
+
+The three runs (``RUNS``), each ``pulkit.train.bd.train_bd`` on the profile's unlabeled training video,
+checkpointed at ``pulkit.artifacts.bd_checkpoint(profile, sampler, backbone)``:
+
+* ``ahm_alexnet``: AHM mini-batches, AlexNet (AlexPUL's BD model), ``bd.steps`` steps;
+* ``rss_alexnet``: random mini-batches (SimCLR's RSS), AlexNet, ``bd.steps`` steps;
+* ``ahm_ciresnet22``: AHM, CIResNet-22 (ResPUL's), ``bd.steps_ciresnet22`` steps (``bd.steps`` when None).
+
+Hardness of a mini-batch: the mean cosine similarity of its first candidate (the AHM anchor) to the
+other B - 1 in an embedding bank (``pulkit.sampling.batch_hardness``), in [-1, 1]; higher means the
+negatives look more like the anchor.  ``hardness_by_bank`` draws ``n_batches`` AHM and RSS batches
+under the bank of each trained AlexNet model (``pulkit.train.bd.hardness_stats``).
+
+Files: ``save_bd`` writes ``results/<profile>/01_bd.json`` (``save_results``: provenance, ``summary``,
+no timings) and ``01_bd_batches.npz`` (the un-augmented crops of the Fig. 1 / Fig. 2 batches, uint8
+B x S x S x 3 under ``ahm`` and ``rss``); ``load_bd`` reads both back, and a missing file raises
+``MissingResultsError`` naming notebook 01.
+"""
+from __future__ import annotations
+
+import io
+import json
+import math
+import zipfile
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import pandas as pd
+
+from . import artifacts
+from .notebook import MissingResultsError, load_results, save_results
+
+NOTEBOOK = "01_background_discrimination"
+RESULTS = "01_bd"                      # results/<profile>/01_bd.json
+SAMPLERS = ("ahm", "rss")
+RUNS: dict[str, tuple[str, str]] = {   # run name -> (sampler, backbone)
+    "ahm_alexnet": ("ahm", "alexnet"),
+    "rss_alexnet": ("rss", "alexnet"),
+    "ahm_ciresnet22": ("ahm", "ciresnet22"),
+}
+HARDNESS_BANKS = ("ahm_alexnet", "rss_alexnet")   # the trained models whose banks judge batch hardness
+CANDIDATE_COLUMNS = ("cand_id", "video", "frame", "x", "y", "w", "h")   # saved per batch (frame paths are not)
+
+
+def _run(name: str) -> tuple[str, str]:
+    if name not in RUNS:
+        raise ValueError(f"unknown BD run {name!r}; valid: {', '.join(RUNS)}")
+    return RUNS[name]
+
+
+def _how(profile: str) -> str:
+    return f"it is written by notebooks/{NOTEBOOK}.ipynb: run `pulkit reproduce --profile {profile} --only 01`"
+
+
+# --------------------------------------------------------------------------- runs
+def run_config(cfg, name: str):
+    """The effective config of run ``name``: its backbone and sampler, and for CIResNet-22
+    ``bd.steps_ciresnet22`` steps when that is set."""
+    sampler, backbone = _run(name)
+    steps = cfg.bd.steps_ciresnet22 if backbone == "ciresnet22" and cfg.bd.steps_ciresnet22 else cfg.bd.steps
+    return cfg.override({"model": {"backbone": backbone}, "bd": {"sampler": sampler, "steps": int(steps)}})
+
+
+def checkpoint(profile: str, name: str) -> Path:
+    """``checkpoints/<profile>/bd_<sampler>_<backbone>.pt`` of run ``name``."""
+    sampler, backbone = _run(name)
+    return artifacts.bd_checkpoint(profile, sampler, backbone)
+
+
+def runs_table(cfg) -> pd.DataFrame:
+    """One row per run: sampler, backbone, steps, batch size, checkpoint file name."""
+    rows = []
+    for name in RUNS:
+        c = run_config(cfg, name)
+        rows.append({"run": name, "sampler": c.bd.sampler, "backbone": c.model.backbone, "steps": c.bd.steps,
+                     "batch_size": c.bd.batch_size, "crop_sz": c.bd.crop_sz,
+                     "checkpoint": checkpoint(cfg.profile, name).name})
+    return pd.DataFrame(rows).set_index("run")
+
+
+def checkpoint_status(cfg, name: str) -> str:
+    """State of run ``name``'s checkpoint for ``cfg``: ``missing``; ``complete`` (same config, all steps);
+    ``partial`` (same config, interrupted: resumes); ``stale`` (another stage or config: retrained)."""
+    from .train.loop import load_training_checkpoint
+
+    path = checkpoint(cfg.profile, name)
+    if not path.is_file():
+        return "missing"
+    c = run_config(cfg, name)
+    ck = load_training_checkpoint(path)
+    if ck.get("stage") != f"bd/{c.bd.sampler}" or ck.get("config") != c.to_dict():
+        return "stale"
+    return "complete" if ck.get("complete") and int(ck.get("step", 0)) >= c.bd.steps else "partial"
+
+
+def train_run(cfg, name: str, sequences, device: str = "auto", progress: bool = True) -> Path:
+    """Train run ``name`` of ``cfg.profile``: a complete checkpoint returns at once, an interrupted one
+    resumes, and one written with another config is trained afresh (the notice says so)."""
+    from .train.bd import train_bd
+
+    c = run_config(cfg, name)
+    status = checkpoint_status(cfg, name)
+    if status == "stale":
+        print(f"{checkpoint(cfg.profile, name)}: written with another config; training {name} afresh")
+    return train_bd(c, sequences, checkpoint(cfg.profile, name), sampler=c.bd.sampler, resume=status != "stale",
+                    device=device, progress=progress)
+
+
+# --------------------------------------------------------------------------- logs
+def read_log(ckpt_path: str | Path) -> pd.DataFrame:
+    """The training log beside a BD checkpoint (``<ckpt>.jsonl``) as a table, one row per logged step:
+    ``step``, ``loss`` (InfoNCE), ``hardness``, ``ahm``, ``lr``, ``grad_norm``, ``pairs_per_s``, ``elapsed``."""
+    from .train.bd import log_path
+
+    path = log_path(ckpt_path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no BD training log (train the run first: notebooks/{NOTEBOOK}.ipynb)")
+    rows = []
+    for i, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except ValueError as e:
+            raise ValueError(f"{path}, line {i}: not a JSON record ({e})") from None
+    missing = sorted({"step", "loss", "hardness"} - set(rows[0])) if rows else ["every record"]
+    if missing:
+        raise ValueError(f"{path}: BD log lacks {missing}")
+    return pd.DataFrame(rows).sort_values("step").reset_index(drop=True)
+
+
+def training_curves(ckpts: Mapping[str, str | Path]) -> dict[str, pd.DataFrame]:
+    """``{run: read_log(ckpt)[["step", "loss", "hardness", "lr"]]}`` for every run given."""
+    return {name: read_log(path)[["step", "loss", "hardness", "lr"]] for name, path in ckpts.items()}
+
+
+def final_loss(curve: pd.DataFrame, fraction: float = 0.1) -> float:
+    """Mean logged loss over the last ``fraction`` of the run's steps (at least the last record)."""
+    if curve.empty:
+        raise ValueError("final_loss: the training log is empty")
+    last = int(curve["step"].max())
+    tail = curve[curve["step"] > last - max(1, math.ceil(fraction * last))]
+    return float(tail["loss"].mean())
+
+
+# --------------------------------------------------------------------------- hardness
+def hardness_by_bank(cfg, ckpts: Mapping[str, str | Path], sequences, n_batches: int = 50, seed: int = 0,
+                     device: str = "auto", progress: bool = True) -> dict[str, dict[str, Any]]:
+    """``{bank run: hardness_stats}``: ``n_batches`` AHM and RSS batches of ``bd.batch_size`` drawn under
+    the embedding bank of each trained AlexNet model (``HARDNESS_BANKS``)."""
+    from .train.bd import hardness_stats
+
+    return {name: hardness_stats(run_config(cfg, name), ckpts[name], sequences, seed=seed, n_batches=n_batches,
+                                 device=device, progress=progress)
+            for name in HARDNESS_BANKS}
+
+
+def hardness_table(hardness: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
+    """Rows (bank, sampler) with the mean, std, min and max batch hardness over the drawn batches."""
+    rows = []
+    for bank, st in hardness.items():
+        for s in SAMPLERS:
+            v = np.asarray(st[s]["values"], dtype=float)
+            rows.append({"bank": bank, "sampler": s.upper(), "mean": st[s]["mean"], "std": st[s]["std"],
+                         "min": float(v.min()), "max": float(v.max()), "batches": len(v),
+                         "batch_size": st["batch_size"]})
+    return pd.DataFrame(rows).set_index(["bank", "sampler"])
+
+
+# --------------------------------------------------------------------------- summary and files
+def batches_record(batches: Mapping[str, Any]) -> dict[str, Any]:
+    """``bd_batches``' output without the crops, JSON-ready (the crops go to the npz)."""
+    out: dict[str, Any] = {k: batches[k] for k in ("batch_size", "seed", "n_candidates")}
+    for s in SAMPLERS:
+        rec = batches[s]
+        cands = pd.DataFrame(rec["candidates"])[list(CANDIDATE_COLUMNS)]
+        out[s] = {"cand_ids": [int(i) for i in rec["cand_ids"]], "hardness": float(rec["hardness"]),
+                  "candidates": json.loads(cands.to_json(orient="records"))}
+    return out
+
+
+def batch_table(batches: Mapping[str, Any]) -> pd.DataFrame:
+    """The candidates of both batches, one row each: ``sampler``, ``rank`` (position in the batch; AHM's
+    0 is the anchor, then its neighbours most similar first) and ``CANDIDATE_COLUMNS``."""
+    rows = [pd.DataFrame(batches[s]["candidates"])[list(CANDIDATE_COLUMNS)].assign(sampler=s.upper(), rank=np.arange(
+        len(batches[s]["cand_ids"]))) for s in SAMPLERS]
+    return pd.concat(rows, ignore_index=True).set_index(["sampler", "rank"])
+
+
+def summarize(curves: Mapping[str, pd.DataFrame], hardness: Mapping[str, Mapping[str, Any]],
+              batches: Mapping[str, Any]) -> dict[str, float | int]:
+    """The key numbers (flat): batch hardness AHM vs RSS under each AlexNet bank (mean, std, AHM - RSS),
+    the final loss of every run, the candidate count and the batch size."""
+    out: dict[str, float | int] = {"candidates": int(batches["n_candidates"]), "batch_size": int(batches["batch_size"])}
+    for bank, st in hardness.items():
+        tag = "" if bank == HARDNESS_BANKS[0] else f"_{bank.split('_')[0]}_bank"
+        for s in SAMPLERS:
+            out[f"hardness_{s}{tag}"] = float(st[s]["mean"])
+            out[f"hardness_{s}_std{tag}"] = float(st[s]["std"])
+        out[f"hardness_gap{tag}"] = float(st["ahm"]["mean"] - st["rss"]["mean"])
+    out["hardness_batches"] = int(next(iter(hardness.values()))["n_batches"]) if hardness else 0
+    for name, curve in curves.items():
+        out[f"final_loss_{name}"] = final_loss(curve)
+    return out
+
+
+def results_record(cfg, curves: Mapping[str, pd.DataFrame], hardness: Mapping[str, Mapping[str, Any]],
+                   batches: Mapping[str, Any]) -> dict[str, Any]:
+    """Everything ``01_bd.json`` holds: runs, curves, hardness, the Fig. 1 / 2 batches (no crops), summary."""
+    runs = runs_table(cfg).reset_index()
+    return {
+        "runs": json.loads(runs.to_json(orient="records")),
+        "curves": {name: {k: c[k].tolist() for k in c.columns} for name, c in curves.items()},
+        "hardness": {bank: {"n_batches": int(st["n_batches"]), "batch_size": int(st["batch_size"]),
+                            "seed": int(st["seed"]),
+                            **{s: {"mean": float(st[s]["mean"]), "std": float(st[s]["std"]),
+                                   "values": [float(v) for v in st[s]["values"]]} for s in SAMPLERS}}
+                     for bank, st in hardness.items()},
+        "batches": batches_record(batches),
+        "summary": summarize(curves, hardness, batches),
+    }
+
+
+def batches_path(profile: str) -> Path:
+    """``results/<profile>/01_bd_batches.npz``: the crops of the Fig. 1 (``ahm``) and Fig. 2 (``rss``) batches."""
+    return artifacts.results_file(profile, "01", "bd_batches", "npz")
+
+
+def _npz_bytes(arrays: Mapping[str, np.ndarray]) -> bytes:
+    """An ``.npz`` with fixed zip timestamps: equal arrays give equal bytes."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for key in sorted(arrays):
+            info = zipfile.ZipInfo(f"{key}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            with zf.open(info, "w") as f:
+                np.lib.format.write_array(f, np.ascontiguousarray(arrays[key]), allow_pickle=False)
+    return buf.getvalue()
+
+
+def save_bd(profile: str, record: Mapping[str, Any], batches: Mapping[str, Any], cfg=None) -> tuple[Path, Path]:
+    """Write ``01_bd.json`` (``record`` + provenance) and ``01_bd_batches.npz`` (the batches' crops)."""
+    from .io import atomic_write_bytes
+
+    crops = {s: np.asarray(batches[s]["crops"]) for s in SAMPLERS}
+    for s, a in crops.items():
+        if a.dtype != np.uint8 or a.ndim != 4 or a.shape[-1] != 3 or len(a) != len(record["batches"][s]["cand_ids"]):
+            raise ValueError(f"save_bd: {s} crops must be uint8 B x S x S x 3 matching the batch's candidates, "
+                             f"got {a.dtype} {a.shape}")
+    npz = atomic_write_bytes(batches_path(profile), _npz_bytes(crops))
+    return save_results(profile, RESULTS, dict(record), cfg=cfg), npz
+
+
+def load_bd(profile: str) -> dict[str, Any]:
+    """``01_bd.json`` with each batch's ``crops`` (uint8 B x S x S x 3) added from ``01_bd_batches.npz``."""
+    record = load_results(profile, RESULTS)
+    path = batches_path(profile)
+    if not path.is_file():
+        raise MissingResultsError(f"{path}: missing the crops of Figs. 1 and 2 for profile {profile!r}; "
+                                  f"{_how(profile)}", path, NOTEBOOK)
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            crops = {s: z[s] for s in SAMPLERS}
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as e:
+        raise ValueError(f"{path}: not a readable batch-crops file ({type(e).__name__}: {e})") from None
+    for s in SAMPLERS:
+        want = len(record["batches"][s]["cand_ids"])
+        if len(crops[s]) != want:
+            raise ValueError(f"{path}: {len(crops[s])} {s} crops, but 01_bd.json lists {want} candidates "
+                             "(files from different runs: re-run notebook 01)")
+        record["batches"][s]["crops"] = crops[s]
+    return record
+
+
+def browse_batches(cfg, ckpt_path: str | Path, sequences, n: int = 5, seed: int = 0,
+                   device: str = "auto") -> list[dict[str, np.ndarray]]:
+    """``n`` pairs of AHM and RSS batches (seeds ``seed .. seed + n - 1``) as ``{"ahm": crops, "rss": crops}``
+    for ``pulkit.widgets.batch_browser``."""
+    from .train.bd import bd_batches
+
+    out = []
+    for i in range(n):
+        b = bd_batches(run_config(cfg, "ahm_alexnet"), ckpt_path, sequences, seed=seed + i, device=device,
+                       progress=False)
+        out.append({s: b[s]["crops"] for s in SAMPLERS})
+    return out
