@@ -91,6 +91,9 @@ def test_three_runs_curves_hardness_summary_and_files(env):
 
     batches = bd_batches(bd_report.run_config(cfg, "ahm_alexnet"), ckpts["ahm_alexnet"], seqs, seed=0,
                          device="cpu", progress=False)
+    browse = bd_report.browse_batches(cfg, ckpts["ahm_alexnet"], seqs, n=2, seed=0, device="cpu")
+    assert len(browse) == 2 and np.array_equal(browse[0]["ahm"], batches["ahm"]["crops"])
+    assert browse[1]["rss"].shape == (4, 95, 95, 3)
     record = bd_report.results_record(cfg, curves, hardness, batches)
     s = record["summary"]
     assert s["candidates"] == 3 * 4 * 2 and s["batch_size"] == 4 and s["hardness_batches"] == 6
