@@ -243,6 +243,18 @@ def _sectionB_figure(profile: str) -> Figure:
     return figs_taylor.sectionB_from_results(profile)
 
 
+# --------------------------------------------------------------------------- TC and training (notebooks 02, 03)
+def _tc_figure(name: str) -> Callable[[str], Figure]:
+    """``pulkit.figs_tc.<name>``, imported when first called (keeps this module light)."""
+    def from_results(profile: str) -> Figure:
+        from . import figs_tc
+
+        return getattr(figs_tc, name)(profile)
+
+    from_results.__name__ = name
+    return from_results
+
+
 # --------------------------------------------------------------------------- background discrimination (notebook 01)
 def _bd_figure(name: str) -> Callable[[str], Figure]:
     """``pulkit.figs_bd.<name>``, imported when first called (keeps this module light)."""
@@ -266,6 +278,10 @@ FIGURES: dict[str, Callable[[str], Figure]] = {
     "fig7_failures": _qualitative_figure("fig7_from_results"),
     "fig1_ahm_batch": _bd_figure("fig1_from_results"),
     "fig2_rss_batch": _bd_figure("fig2_from_results"),
+    "tc_pairs_gallery": _tc_figure("gallery_from_results"),
+    "tc_mining_error": _tc_figure("mining_error_from_results"),
+    "tc_training_curves": _tc_figure("tc_curves_from_results"),
+    "training_curves": _tc_figure("training_curves_from_results"),
 }
 
 
