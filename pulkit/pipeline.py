@@ -130,19 +130,46 @@ def tc_run_config(cfg, loss: str, backbone: str):
 
 def run_tc(cfg, loss: str, backbone: str, device="auto", progress: bool = True, data_root=None) -> pd.DataFrame:
     """Progressive rounds of one TC run from ``bd_ahm_<backbone>.pt`` into ``tc_<loss>_<backbone>/``;
-    complete rounds are skipped.  Returns ``round_records`` of the run."""
+    complete rounds are skipped, unless they descend from another BD checkpoint than the current one
+    (``stale_round``): then every round is retrained.  Returns ``round_records`` of the run."""
     from .train.tc import run_progressive
 
     bd = require_checkpoint(cfg.profile, artifacts.bd_checkpoint(cfg.profile, "ahm", backbone),
                             f"BD checkpoint (AHM, {backbone})", BD_NOTEBOOK)
     rcfg = tc_run_config(cfg, loss, backbone)
+    stale = stale_round(cfg, loss, backbone)
+    if stale is not None:
+        print(f"tc_{loss}_{backbone}: round {stale} was mined by another model than the current "
+              f"{'BD checkpoint' if stale == 1 else f'round {stale - 1}'} (notebook 01 re-ran?): retraining every round")
     out = run_progressive(rcfg, bd, training_video(cfg, data_root), artifacts.tc_dir(cfg.profile, loss, backbone),
-                          device=device, progress=progress)
+                          device=device, resume=stale is None, progress=progress)
     expected = [artifacts.tc_checkpoint(cfg.profile, r, loss, backbone) for r in range(1, rcfg.tc.rounds + 1)]
     if [Path(p) for p in out] != expected:
         raise RuntimeError(f"run_progressive wrote {[Path(p).name for p in out]}, but pulkit.artifacts names "
                            f"{[p.name for p in expected]}: the two disagree on checkpoint names")
     return round_records(cfg, loss, backbone)
+
+
+def stale_round(cfg, loss: str, backbone: str) -> int | None:
+    """The first round whose saved pairs were mined by a model other than the file now at its place
+    (BD's checkpoint for round 1, round r-1's for round r), or None.
+
+    ``run_progressive`` skips a complete round by its config alone; when notebook 01 re-trains BD,
+    its rounds would be kept although they descend from the old BD.  ``run_tc`` then retrains them.
+    """
+    from .io import read_json
+    from .train.tc import file_digest
+
+    out_dir = artifacts.tc_dir(cfg.profile, loss, backbone)
+    for r in range(1, cfg.tc.rounds + 1):
+        meta = out_dir / f"pairs_round{r}.json"
+        init = (artifacts.bd_checkpoint(cfg.profile, "ahm", backbone) if r == 1
+                else artifacts.tc_checkpoint(cfg.profile, r - 1, loss, backbone))
+        if not meta.is_file() or not init.is_file():
+            return None
+        if read_json(meta).get("init_digest") != file_digest(init):
+            return r
+    return None
 
 
 def run_alexpul(cfg, device="auto", progress: bool = True, data_root=None) -> pd.DataFrame:

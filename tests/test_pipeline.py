@@ -92,6 +92,21 @@ def test_missing_tc_rounds_name_their_notebook(tmp_path, monkeypatch):
         pipeline.training_runs(cfg, "supervised")
 
 
+def test_rounds_from_an_older_bd_checkpoint_are_retrained(tmp_path, monkeypatch):
+    use_dirs(monkeypatch, tmp_path)
+    cfg = micro_cfg().override({"tc": {"rounds": 1}})
+    fake_bd(cfg)
+    pipeline.run_alexpul(cfg, device="cpu", progress=False)
+    assert pipeline.stale_round(cfg, "nr", "alexnet") is None
+    first = artifacts.tc_checkpoint(PROFILE, 1).read_bytes()
+    torch.manual_seed(1)                                       # notebook 01 re-ran: another BD checkpoint
+    save_checkpoint(artifacts.bd_checkpoint(PROFILE), build_net(cfg.model), cfg, stage="bd/ahm", step=1, complete=True)
+    assert pipeline.stale_round(cfg, "nr", "alexnet") == 1
+    pipeline.run_alexpul(cfg, device="cpu", progress=False)
+    assert pipeline.stale_round(cfg, "nr", "alexnet") is None
+    assert artifacts.tc_checkpoint(PROFILE, 1).read_bytes() != first
+
+
 # --------------------------------------------------------------------------- AlexPUL (02)
 def test_alexpul_writes_the_artifacts_names_and_a_second_call_trains_nothing(env, monkeypatch):
     cfg, rounds = env
