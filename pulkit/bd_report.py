@@ -20,7 +20,6 @@ B x S x S x 3 under ``ahm`` and ``rss``); ``load_bd`` reads both back, and a mis
 """
 from __future__ import annotations
 
-import io
 import json
 import math
 import zipfile
@@ -229,28 +228,16 @@ def batches_path(profile: str) -> Path:
     return artifacts.results_file(profile, "01", "bd_batches", "npz")
 
 
-def _npz_bytes(arrays: Mapping[str, np.ndarray]) -> bytes:
-    """An ``.npz`` with fixed zip timestamps: equal arrays give equal bytes."""
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
-        for key in sorted(arrays):
-            info = zipfile.ZipInfo(f"{key}.npy", date_time=(1980, 1, 1, 0, 0, 0))
-            info.compress_type = zipfile.ZIP_DEFLATED
-            with zf.open(info, "w") as f:
-                np.lib.format.write_array(f, np.ascontiguousarray(arrays[key]), allow_pickle=False)
-    return buf.getvalue()
-
-
 def save_bd(profile: str, record: Mapping[str, Any], batches: Mapping[str, Any], cfg=None) -> tuple[Path, Path]:
     """Write ``01_bd.json`` (``record`` + provenance) and ``01_bd_batches.npz`` (the batches' crops)."""
-    from .io import atomic_write_bytes
+    from .io import write_npz
 
     crops = {s: np.asarray(batches[s]["crops"]) for s in SAMPLERS}
     for s, a in crops.items():
         if a.dtype != np.uint8 or a.ndim != 4 or a.shape[-1] != 3 or len(a) != len(record["batches"][s]["cand_ids"]):
             raise ValueError(f"save_bd: {s} crops must be uint8 B x S x S x 3 matching the batch's candidates, "
                              f"got {a.dtype} {a.shape}")
-    npz = atomic_write_bytes(batches_path(profile), _npz_bytes(crops))
+    npz = write_npz(batches_path(profile), crops)
     return save_results(profile, RESULTS, dict(record), cfg=cfg), npz
 
 

@@ -69,3 +69,54 @@ def torch_save_atomic(obj: Any, path: str | os.PathLike) -> Path:
     buf = _io.BytesIO()
     torch.save(obj, buf)
     return atomic_write_bytes(path, buf.getvalue())
+
+
+def npz_bytes(arrays) -> bytes:
+    """An ``.npz`` (``np.load`` reads it) with fixed zip timestamps, so equal arrays give equal bytes."""
+    import io as _io
+    import zipfile
+
+    buf = _io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for key in sorted(arrays):
+            info = zipfile.ZipInfo(f"{key}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            with zf.open(info, "w") as f:
+                np.lib.format.write_array(f, np.ascontiguousarray(arrays[key]), allow_pickle=False)
+    return buf.getvalue()
+
+
+def write_npz(path: str | os.PathLike, arrays) -> Path:
+    """Write ``arrays`` (name -> array) as a byte-reproducible ``.npz``, atomically."""
+    return atomic_write_bytes(path, npz_bytes(arrays))
+
+
+def read_jsonl(path: str | os.PathLike) -> list[dict]:
+    """The records of a JSON-lines file (blank lines skipped); a malformed line names file and line."""
+    path = Path(path)
+    rows = []
+    for i, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}, line {i}: not a JSON record ({e})") from None
+    return rows
+
+
+def last_jsonl_record(path: str | os.PathLike) -> dict:
+    """The last well-formed record of a JSON-lines log ({} when the file is missing or empty).
+
+    A run killed mid-write can leave a truncated last line; it is skipped, not an error.
+    """
+    path = Path(path)
+    if not path.is_file():
+        return {}
+    for line in reversed(path.read_text().splitlines()):
+        if line.strip():
+            try:
+                return json.loads(line)
+            except json.JSONDecodeError:
+                continue
+    return {}

@@ -29,9 +29,7 @@ everything as plain data: ``results/<profile>/04_noise.json`` and the frame crop
 """
 from __future__ import annotations
 
-import io
 import warnings
-import zipfile
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -39,6 +37,7 @@ import numpy as np
 import pandas as pd
 
 from . import artifacts
+from .io import last_jsonl_record, write_npz
 from .config import ConfigError
 from .data import crops
 from .data.pairs import noisy_boxes
@@ -149,20 +148,6 @@ def evaluate_checkpoint(cfg, ckpt, sequences, name: str, tracking_root, device="
     return evaluate_otb(tracker, sequences, key=key, result_dir=Path(tracking_root) / key, progress=progress)
 
 
-def _last_log(path: Path) -> dict[str, Any]:
-    import json
-
-    last: dict[str, Any] = {}
-    if path.is_file():
-        for line in path.read_text().splitlines():
-            if line.strip():
-                try:
-                    last = json.loads(line)
-                except json.JSONDecodeError:
-                    continue
-    return last
-
-
 # --------------------------------------------------------------------------- the experiment
 def run_noise_experiment(cfg, out=None, device="auto", *, sequences: Mapping[str, list] | None = None,
                          progress: bool = True) -> pd.DataFrame:
@@ -201,7 +186,7 @@ def run_noise_experiment(cfg, out=None, device="auto", *, sequences: Mapping[str
                          device=device, progress=progress)
         res = evaluate_checkpoint(rcfg, ckpt, seqs["eval"], f"noise_{loss}_n{n}_s{seed}", tracking_root,
                                   device, progress)
-        last = _last_log(log_path(ckpt))
+        last = last_jsonl_record(log_path(ckpt))
         rows.append({"loss": loss, "noise": int(n), "seed": int(seed), "backbone": rcfg.model.backbone,
                      "auc": res["success_auc"], "precision": res["precision"], "success_rate": res["success_rate"],
                      "frames": res["frames"], "final_loss": last.get("loss", np.nan),
@@ -411,21 +396,6 @@ def response_examples(cfg, table_or_ckpts, levels=None, picks=None, seed: int | 
 
 
 # --------------------------------------------------------------------------- results files
-def write_npz(path, arrays: Mapping[str, np.ndarray]) -> Path:
-    """An ``.npz`` (``np.load`` reads it) with fixed zip timestamps, so equal arrays give equal bytes."""
-    from .io import atomic_write_bytes
-
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-        for name in sorted(arrays):
-            member = io.BytesIO()
-            np.lib.format.write_array(member, np.ascontiguousarray(arrays[name]), allow_pickle=False)
-            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
-            info.compress_type = zipfile.ZIP_DEFLATED
-            zf.writestr(info, member.getvalue())
-    return atomic_write_bytes(Path(path), buf.getvalue())
-
-
 def split_examples(examples: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """``(JSON-able examples with image keys, {key: image})`` of ``response_examples``' output."""
     picks, images = [], {}

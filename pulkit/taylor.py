@@ -35,7 +35,6 @@ with a tanh edge between its last positive and first negative cell, plus Gaussia
 """
 from __future__ import annotations
 
-import io
 import zipfile
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Sequence
@@ -683,21 +682,15 @@ def save_sectionB(profile: str, data: dict[str, Any], cfg=None) -> tuple[Any, An
 
     The npz is written byte-reproducibly (fixed zip timestamps) and atomically.
     """
-    from .io import atomic_write_bytes
+    from .io import write_npz
     from .notebook import save_results
 
     mo = data["moments"]
     plain = to_plain({k: v for k, v in data.items() if k != "moments"})
     plain["moments"] = to_plain({k: v for k, v in mo.items() if k != "V"})
     json_path = save_results(profile, NAME, plain, cfg=cfg)
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
-        for key, arr in {"V": np.asarray(mo["V"], dtype=np.float32), "sigmas": np.asarray(mo["sigmas"])}.items():
-            info = zipfile.ZipInfo(f"{key}.npy", date_time=(1980, 1, 1, 0, 0, 0))
-            info.compress_type = zipfile.ZIP_DEFLATED
-            with zf.open(info, "w") as f:
-                np.lib.format.write_array(f, arr, allow_pickle=False)
-    return json_path, atomic_write_bytes(arrays_path(profile), buf.getvalue())
+    arrays = {"V": np.asarray(mo["V"], dtype=np.float32), "sigmas": np.asarray(mo["sigmas"])}
+    return json_path, write_npz(arrays_path(profile), arrays)
 
 
 def load_sectionB(profile: str) -> dict[str, Any]:

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from pulkit.io import npz_bytes
 from pulkit import bd_report
 from pulkit.config import load_config
 from pulkit.data.sequences import Sequence
@@ -149,7 +150,7 @@ def test_missing_or_inconsistent_results_name_notebook_01(tmp_path, monkeypatch)
     crops = {"ahm": {"crops": np.zeros((2, 5, 5, 3), np.uint8)}, "rss": {"crops": np.zeros((3, 5, 5, 3), np.uint8)}}
     with pytest.raises(ValueError, match="rss crops"):
         bd_report.save_bd("smoke", record, crops)
-    bd_report.batches_path("smoke").write_bytes(bd_report._npz_bytes({"ahm": np.zeros((2, 5, 5, 3), np.uint8),
+    bd_report.batches_path("smoke").write_bytes(npz_bytes({"ahm": np.zeros((2, 5, 5, 3), np.uint8),
                                                                      "rss": np.zeros((3, 5, 5, 3), np.uint8)}))
     with pytest.raises(ValueError, match="different runs"):
         bd_report.load_bd("smoke")

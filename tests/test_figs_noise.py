@@ -84,7 +84,8 @@ def test_missing_results_name_notebook_04(results):
 
 
 def test_figures_rebuild_from_saved_files(results):
-    from pulkit.noise import split_examples, write_npz
+    from pulkit.io import write_npz
+    from pulkit.noise import split_examples
 
     record, images = split_examples(_examples())
     save_results("smoke", "04_noise", {"runs": _table().to_dict("records"), "examples": record})

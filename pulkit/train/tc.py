@@ -62,7 +62,7 @@ import torch
 from ..data.augment import TwoViews
 from ..data.pairs import MinedPairs, validate_pairs
 from ..data.sequences import unlabeled
-from ..io import read_json, write_json
+from ..io import last_jsonl_record, read_json, write_json
 from ..losses import balanced_bce, infonce, nr_loss, positive_masks
 from ..models.net import build_net, load_checkpoint, load_net, resolve_device
 from ..models.projection import Embedder, ProjectionHead
@@ -372,20 +372,6 @@ def file_digest(path: str | os.PathLike) -> str:
     return h.hexdigest()[:16]
 
 
-def _last_log(path: Path) -> dict[str, Any]:
-    import json
-
-    last: dict[str, Any] = {}
-    if path.is_file():
-        for line in path.read_text().splitlines():
-            if line.strip():
-                try:
-                    last = json.loads(line)
-                except json.JSONDecodeError:
-                    pass
-    return last
-
-
 def _mine_round(cfg, init_ckpt: Path, seqs, r: int, span: int, pairs_path: Path, meta_path: Path,
                 resume: bool, device, progress: bool) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Mine round ``r``'s pairs with the model of ``init_ckpt``, or reuse the saved table it mined."""
@@ -450,7 +436,7 @@ def run_progressive(cfg, bd_ckpt, train_sequences, out_dir, loss: str | None = N
         table, meta = _mine_round(cfg, prev, seqs, r, span, pairs_path, out_dir / f"pairs_round{r}.json",
                                   resume, device, progress)
         train_tc_round(cfg, prev, table, seqs, r, ckpt, resume=resume, device=device, progress=progress)
-        last = _last_log(log_path(ckpt))
+        last = last_jsonl_record(log_path(ckpt))
         write_json(summary_path, {
             "round": r, "span": int(span), "loss_kind": cfg.tc.loss, "sampler": cfg.tc.sampler,
             "init_ckpt": str(prev), "checkpoint": ckpt.name, "pairs_file": pairs_path.name,
