@@ -299,15 +299,16 @@ def export_figures(profile: str, names: Sequence[str] | None = None, seed: int |
     if unknown:
         raise KeyError(f"unknown figure(s) {unknown}; registered: {sorted(registry)}")
     seed = results_seed(profile) if seed is None else seed
+    import matplotlib
+
     made: dict[str, tuple[Path, Path]] = {}
     missing: dict[str, MissingResultsError] = {}
     for name in names or sorted(registry):
         try:
-            fig = registry[name](profile)
+            with matplotlib.rc_context(style_rc()):     # the notebooks' house style, without leaking it
+                made[name] = save_figure(registry[name](profile), name, profile, seed, out_dir)
         except MissingResultsError as e:
             missing[name] = e
-            continue
-        made[name] = save_figure(fig, name, profile, seed, out_dir)
     return made, missing
 
 

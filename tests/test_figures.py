@@ -107,3 +107,22 @@ def test_export_figures_reports_missing_results(tmp_path, monkeypatch, capsys):
     err = capsys.readouterr().err
     assert "fig5_qualitative: NOT MADE" in err and "notebooks/06_qualitative.ipynb" in err
     assert main(["figures", "--profile", "smoke", "--only", "nope"]) == 2
+
+
+def test_export_figures_draws_in_the_house_style_without_leaking_it(tmp_path, monkeypatch):
+    """`pulkit figures` must give the notebooks' look (same rcParams), not matplotlib's defaults."""
+    import matplotlib
+
+    monkeypatch.setenv("PULKIT_FIGURES", str(tmp_path / "figures"))
+    seen = {}
+
+    def probe(profile):
+        seen["font"] = list(matplotlib.rcParams["font.sans-serif"])
+        seen["dpi"] = matplotlib.rcParams["savefig.dpi"]
+        fig, _ = figures.new_figure(1, 1, width=2)
+        return fig
+
+    with matplotlib.rc_context({"font.sans-serif": ["Bitstream Vera Sans"], "savefig.dpi": 72}):
+        figures.export_figures("smoke", registry={"probe": probe}, seed=0)
+        assert matplotlib.rcParams["savefig.dpi"] == 72                     # not leaked to the caller
+    assert seen["font"][0] == figures.FONT and seen["dpi"] == figures.DPI
