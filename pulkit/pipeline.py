@@ -407,7 +407,7 @@ def describe_mining(report: pd.DataFrame) -> str:
 def write_tc_results(cfg, rounds: pd.DataFrame, report: pd.DataFrame, gallery: dict[str, Any]) -> Path:
     """Save ``results/<profile>/02_tc.json`` (rounds, mining error, curve, gallery records, summary,
     provenance) and the gallery crops (``gallery_path``); returns the JSON path."""
-    from .noise import write_npz
+    from .io import write_npz
 
     record, images = split_gallery(gallery)
     write_npz(gallery_path(cfg.profile), images)

@@ -9,7 +9,7 @@ from matplotlib.patches import Rectangle
 
 from pulkit import figs_tc, pipeline
 from pulkit.figures import FIGURES, export_figures
-from pulkit.noise import write_npz
+from pulkit.io import write_npz
 from pulkit.notebook import MissingResultsError, save_results
 
 
