@@ -190,6 +190,7 @@ class SupervisedConfig:
     log_every: int = 10
     search_shift_px: float = 8.0              # random shift of the search crop, search-crop px (moves the label)
     noise_px: float = 0.0                     # annotation noise n of the run: centres + U[-n, n] frame px per axis
+    head_calibration: float | None = 0.5      # rescale the fresh xcorr head so initial logits have this std (None: off)
 
 
 @dataclass(frozen=True)

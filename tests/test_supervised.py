@@ -70,6 +70,21 @@ def test_ciresnet22_code_path(cfg, train_seqs, tmp_path):
     assert net(torch.zeros(1, 3, 95, 95), torch.zeros(1, 3, 127, 127)).shape == (1, 1, 5, 5)
 
 
+def test_head_calibration_keeps_a_fresh_siamdw_out_of_the_give_up_regime(cfg, train_seqs, tmp_path):
+    """SiamDW's 0.1 head on a fresh CIResNet-22 gives logits ~ +-100 (NR gives up on every sample, BCE
+    saturates); the calibrated head starts near std 0.5, so the first step's NR loss is sane."""
+    c = cfg.override({"supervised": {"steps": 1}})
+    runs = {}
+    for cal in (None, 0.5):
+        cc = c.override({"supervised": {"head_calibration": cal}})
+        ckpt = train_supervised(cc, train_seqs, tmp_path / f"dw_{cal}.pt", loss="nr", backbone="ciresnet22",
+                                progress=False)
+        runs[cal] = (_log(ckpt)[0], load_checkpoint(ckpt)["arch"]["head_scale"])
+    assert runs[None][1] == pytest.approx(0.1) and runs[None][0]["giveup_frac"] == 1.0
+    assert runs[0.5][1] < 0.01 and runs[0.5][0]["giveup_frac"] < 1.0
+    assert 0 < runs[0.5][0]["nr_loss"] <= np.log(2) + 1e-6
+
+
 def test_resume_continues_bitwise(cfg, train_seqs, trained, tmp_path, monkeypatch):
     real, calls = sup_mod.response_loss, []
 

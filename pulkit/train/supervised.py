@@ -39,6 +39,7 @@ from ..data.pairs import GroundTruthPairs
 from ..data.sequences import DataError, Sequence
 from ..losses import balanced_bce, nr_loss, positive_masks
 from ..models.net import build_net, resolve_device
+from .calibration import calibrate_head
 from .loop import exp_lr, is_complete, load_training_checkpoint, train
 
 LOSSES = ("bce", "nr")
@@ -183,6 +184,8 @@ def train_supervised(cfg, sequences, ckpt_path, loss: str | None = None, noise_p
     net = build_initial_net(rcfg.model, rcfg.seed)
     pairs = GroundTruthPairs(seqs, rcfg.model, sup.max_gap, sup.search_shift_px, noise_px=sup.noise_px,
                              seed=rcfg.seed, stride=net.stride, cache=cache)
+    if sup.head_calibration is not None:       # a fresh CIResNet-22 head gives logits ~ +-100: give-up / saturation
+        calibrate_head(net, pairs, sup.head_calibration, sup.batch_size, rcfg.seed, device=dev)
 
     def batch_fn(step: int, g: torch.Generator) -> dict[str, torch.Tensor]:
         b = pairs.sample_batch(sup.batch_size, g)
