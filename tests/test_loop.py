@@ -354,3 +354,13 @@ def test_net_checkpoint_is_the_project_format(tmp_path):
     assert_same_weights(net.state_dict(), load_net(tmp_path / "net.pt", device="cpu").state_dict())
     with pytest.raises(TypeError, match="whole pulkit Config"):
         train(net, opt, lambda m, b, s: {}, pair_batch, 1, cfg=cfg.model, progress=False, device="cpu")
+
+
+def test_config_diff_names_the_changed_keys():
+    from pulkit.config import load_config
+    from pulkit.train.loop import config_diff
+
+    a = load_config("smoke").to_dict()
+    b = load_config("smoke", {"bd.steps": 99, "seed": 3}).to_dict()
+    assert config_diff(a, b) == ["bd.steps", "seed"]
+    assert config_diff(a, a) == []

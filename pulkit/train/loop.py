@@ -373,12 +373,25 @@ def train(model: nn.Module, optimizer: torch.optim.Optimizer, step_fn: StepFn, b
             dist.destroy_process_group()
 
 
+def config_diff(a: Any, b: Any, prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two config dicts (``to_dict`` form)."""
+    if isinstance(a, Mapping) and isinstance(b, Mapping):
+        out: list[str] = []
+        for k in sorted(set(a) | set(b), key=str):
+            out += config_diff(a.get(k), b.get(k), f"{prefix}{k}.")
+        return out
+    return [] if a == b else [prefix.rstrip(".") or "<root>"]
+
+
 def _check_resumable(ckpt: Mapping[str, Any], path: Path, stage: str, config: Any, steps: int) -> None:
     if ckpt.get("stage") != stage:
         raise ValueError(f"{path}: checkpoint of stage {ckpt.get('stage')!r}, not {stage!r}; "
                          "use another path or resume=False")
     if config is not None and ckpt.get("config") is not None and ckpt["config"] != config:
-        raise ValueError(f"{path}: checkpoint written with a different config; use another path or resume=False")
+        changed = config_diff(ckpt["config"], config)
+        shown = ", ".join(changed[:8]) + (f" (+{len(changed) - 8} more)" if len(changed) > 8 else "")
+        raise ValueError(f"{path}: checkpoint written with a different config (changed: {shown}); delete it, "
+                         "use another path, or pass resume=False to retrain from scratch")
     if int(ckpt["step"]) > steps:
         raise ValueError(f"{path}: checkpoint is at step {ckpt['step']}, beyond the requested {steps} steps")
 
