@@ -123,11 +123,16 @@ def test_complete_checkpoint_is_reused_without_training(cfg, train_seqs, trained
     assert not matches(ckpt, run_config(cfg, "bce", 5, 3)) and not matches(ckpt, run_config(cfg, "bce", 10, 4))
 
 
-def test_other_training_config_is_refused_on_resume(cfg, train_seqs, trained, tmp_path):
+def test_a_checkpoint_of_another_run_is_retrained_with_a_warning_naming_the_change(cfg, train_seqs, trained,
+                                                                                   tmp_path):
     ckpt = tmp_path / "d.pt"
     ckpt.write_bytes(trained["bce"].read_bytes())
-    with pytest.raises(ValueError, match="different config"):
+    with pytest.warns(UserWarning, match="supervised.noise_px"):
         train_supervised(cfg, train_seqs, ckpt, loss="bce", noise_px=7, seed=3, progress=False)
+    assert load_checkpoint(ckpt)["config"]["supervised"]["noise_px"] == 7 and is_complete(ckpt)
+    # a change outside the training keys (the tracker) neither retrains nor blocks a resume
+    other = cfg.override({"tracker": {"response_up": 8}})
+    assert train_supervised(other, train_seqs, ckpt, loss="bce", noise_px=7, seed=3, progress=False) == ckpt
 
 
 def test_same_seed_same_initial_weights_whatever_the_loss():

@@ -36,7 +36,7 @@ import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -251,7 +251,7 @@ def train(model: nn.Module, optimizer: torch.optim.Optimizer, step_fn: StepFn, b
           resume: bool = True, log: str | os.PathLike | None = None, log_every: int = 1, stage: str = "train",
           cfg: Any = None, seed: int | None = None, profile: str | None = None, device: str | torch.device = "auto",
           progress: bool = True, extra_state: Mapping[str, Any] | None = None,
-          find_unused_parameters: bool = False) -> TrainResult:
+          find_unused_parameters: bool = False, resume_keys: Sequence[str] | None = None) -> TrainResult:
     """Run ``steps`` optimisation steps of ``model``; see the module docstring for the contract.
 
     ``checkpoint``: file to write every ``checkpoint_every`` steps and at the end (None: no
@@ -264,7 +264,9 @@ def train(model: nn.Module, optimizer: torch.optim.Optimizer, step_fn: StepFn, b
     default to ``cfg.seed`` / ``cfg.profile`` (else 0 / "unknown").  ``extra_state``: named objects
     with ``state_dict()`` / ``load_state_dict()`` (an embedding bank, say) checkpointed alongside.
     ``find_unused_parameters``: passed to ``DistributedDataParallel`` (True when some parameters get
-    no gradient in a step).
+    no gradient in a step).  ``resume_keys``: the top-level config entries that must equal the
+    checkpoint's for a resume (None: the whole config); stages pass the entries that determine their
+    weights, so a change to, say, the tracker settings does not block resuming a training run.
     """
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
@@ -290,7 +292,7 @@ def train(model: nn.Module, optimizer: torch.optim.Optimizer, step_fn: StepFn, b
         start, elapsed0, resumed_from, last = 0, 0.0, None, {}
         ckpt = load_training_checkpoint(checkpoint) if resume and checkpoint is not None and checkpoint.is_file() else None
         if ckpt is not None:
-            _check_resumable(ckpt, checkpoint, stage, config, steps)
+            _check_resumable(ckpt, checkpoint, stage, config, steps, resume_keys)
             model.load_state_dict(ckpt["model"])
             if ckpt.get("complete") and ckpt["step"] >= steps:
                 return TrainResult(ckpt["step"], True, checkpoint, ckpt["step"], dict(ckpt.get("metrics") or {}))
@@ -383,12 +385,16 @@ def config_diff(a: Any, b: Any, prefix: str = "") -> list[str]:
     return [] if a == b else [prefix.rstrip(".") or "<root>"]
 
 
-def _check_resumable(ckpt: Mapping[str, Any], path: Path, stage: str, config: Any, steps: int) -> None:
+def _check_resumable(ckpt: Mapping[str, Any], path: Path, stage: str, config: Any, steps: int,
+                     keys: Sequence[str] | None = None) -> None:
+    saved = ckpt.get("config")
+    if keys is not None and config is not None and saved is not None:
+        config, saved = {k: config.get(k) for k in keys}, {k: saved.get(k) for k in keys}
     if ckpt.get("stage") != stage:
         raise ValueError(f"{path}: checkpoint of stage {ckpt.get('stage')!r}, not {stage!r}; "
                          "use another path or resume=False")
-    if config is not None and ckpt.get("config") is not None and ckpt["config"] != config:
-        changed = config_diff(ckpt["config"], config)
+    if config is not None and saved is not None and saved != config:
+        changed = config_diff(saved, config)
         shown = ", ".join(changed[:8]) + (f" (+{len(changed) - 8} more)" if len(changed) > 8 else "")
         raise ValueError(f"{path}: checkpoint written with a different config (changed: {shown}); delete it, "
                          "use another path, or pass resume=False to retrain from scratch")

@@ -30,6 +30,7 @@ the same quantity at sigma = 0), ``mean_Eg`` (NR), plus the loop's ``lr``, ``gra
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -40,7 +41,7 @@ from ..data.sequences import DataError, Sequence
 from ..losses import balanced_bce, nr_loss, positive_masks
 from ..models.net import build_net, resolve_device
 from .calibration import calibrate_head
-from .loop import exp_lr, is_complete, load_training_checkpoint, train
+from .loop import config_diff, exp_lr, is_complete, load_training_checkpoint, train
 
 LOSSES = ("bce", "nr")
 BACKBONES = ("alexnet", "ciresnet22")
@@ -179,6 +180,13 @@ def train_supervised(cfg, sequences, ckpt_path, loss: str | None = None, noise_p
     ckpt_path = Path(ckpt_path)
     if resume and matches(ckpt_path, rcfg):
         return ckpt_path
+    if resume and ckpt_path.is_file():
+        old = load_training_checkpoint(ckpt_path)
+        changed = config_diff(training_signature(old.get("config")), training_signature(rcfg.to_dict()))
+        if old.get("stage") != stage_name(sup.loss) or changed:
+            warnings.warn(f"{ckpt_path}: trained under another run ({'changed: ' + ', '.join(changed[:8]) if changed else 'stage ' + repr(old.get('stage'))}); "
+                          "retraining from scratch", stacklevel=2)
+            resume = False
     seqs = check_training_sequences(rcfg, sequences)
     dev = resolve_device(device)
     net = build_initial_net(rcfg.model, rcfg.seed)
@@ -200,5 +208,5 @@ def train_supervised(cfg, sequences, ckpt_path, loss: str | None = None, noise_p
     sched = exp_lr(opt, sup.lr, sup.lr_end, sup.steps)
     train(net, opt, step_fn, batch_fn, sup.steps, scheduler=sched, checkpoint=ckpt_path,
           checkpoint_every=sup.checkpoint_every, resume=resume, log=log_path(ckpt_path), log_every=sup.log_every,
-          stage=stage_name(sup.loss), cfg=rcfg, device=dev, progress=progress)
+          stage=stage_name(sup.loss), cfg=rcfg, device=dev, progress=progress, resume_keys=TRAINING_KEYS)
     return ckpt_path
