@@ -182,3 +182,13 @@ def test_progressive_rounds_produce_loadable_checkpoints_and_resume_skips(videos
     assert tc.run_progressive(cfg, init_ckpt, videos, tmp_path / "prog", device="cpu", progress=False) == out
     with pytest.raises(ValueError, match="another run"):
         tc.run_progressive(cfg, init_ckpt, videos, tmp_path / "prog", loss="bce", device="cpu", progress=False)
+
+    class Retrained(Exception):
+        pass
+
+    def retrain(*a, **k):
+        raise Retrained
+    monkeypatch.setattr(tc, "_mine_round", retrain)            # an edited config retrains, with a warning
+    with pytest.warns(UserWarning, match=r"changed: tc\.lam"), pytest.raises(Retrained):
+        tc.run_progressive(cfg.override({"tc": {"lam": 0.3}}), init_ckpt, videos, tmp_path / "prog",
+                           device="cpu", progress=False)

@@ -51,6 +51,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -68,7 +69,7 @@ from ..models.projection import Embedder, ProjectionHead
 from ..provenance import config_hash, provenance
 from ..sampling import EmbeddingBank, ahm_batch, batch_hardness, rss_batch
 from .calibration import calibrate_head
-from .loop import DistInfo, exp_lr, is_complete, load_training_checkpoint, train, unwrap
+from .loop import DistInfo, config_diff, exp_lr, is_complete, load_training_checkpoint, train, unwrap
 from .mining import load_pairs, mine_pairs, pairs_suffix, save_pairs
 
 LOSSES = ("nr", "bce")
@@ -393,10 +394,16 @@ def run_progressive(cfg, bd_ckpt, train_sequences, out_dir, loss: str | None = N
         summary_path = out_dir / f"tc_round{r}.json"
         if resume and is_complete(ckpt):
             c = load_training_checkpoint(ckpt)
-            if c.get("stage") != round_stage(r) or c.get("config") != cfg.to_dict():
-                raise ValueError(f"{ckpt}: a complete checkpoint of another run (stage {c.get('stage')!r} or a "
-                                 "different config); use another out_dir or resume=False")
-            if summary_path.is_file():
+            saved = c.get("config") or {}
+            if c.get("stage") != round_stage(r) or (saved.get("tc") or {}).get("loss") != cfg.tc.loss:
+                raise ValueError(f"{ckpt}: a complete checkpoint of another run (stage {c.get('stage')!r}, loss "
+                                 f"{(saved.get('tc') or {}).get('loss')!r}); use another out_dir or resume=False")
+            changed = config_diff(saved, cfg.to_dict())
+            if changed:            # the user changed the config: this round and every later one are retrained
+                warnings.warn(f"{ckpt}: trained under another config (changed: {', '.join(changed[:8])}); "
+                              f"retraining rounds {r}..{rounds}", stacklevel=2)
+                resume = False
+            elif summary_path.is_file():
                 done.append(ckpt)
                 prev = ckpt
                 continue
