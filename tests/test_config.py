@@ -181,3 +181,17 @@ def test_torch_save_atomic_round_trip(tmp_path):
 
     path = pio.torch_save_atomic({"w": torch.arange(4)}, tmp_path / "c.pt")
     assert torch.equal(torch.load(path, map_location="cpu")["w"], torch.arange(4))
+
+
+def test_atomic_writes_get_ordinary_file_permissions(tmp_path):
+    """mkstemp creates 0600 files; results and figures must be readable like any other file."""
+    import os
+
+    from pulkit.io import write_json
+
+    mask = os.umask(0o022)
+    try:
+        p = write_json(tmp_path / "r.json", {"a": 1})
+    finally:
+        os.umask(mask)
+    assert (p.stat().st_mode & 0o777) == 0o644
