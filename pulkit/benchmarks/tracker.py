@@ -10,7 +10,9 @@ sequence (decoded before timing; each ``update`` gets an RGB array):
 * the fraction of this machine's fp32 peak, with a large sgemm measured in the same run as the
   reference and the FMA theoretical peak where /proc/cpuinfo allows deriving it.
 
-Medians over repeats (optimised and plain runs interleaved so both see the same load).
+Medians over every frame of every repeat; the optimised and plain trackers alternate frame by
+frame, and the speed-up is the median of their paired per-frame ratios, so it holds up under a
+background load that drifts.
 The last line is one JSON object.  Timings on shared machines are noisy: compare ratios.
 """
 from __future__ import annotations
@@ -119,52 +121,66 @@ def _sync(device: torch.device) -> None:
 
 
 # --------------------------------------------------------------------------- timings
-def time_loop(tracker: SiamFCTracker, frames: list[np.ndarray], box0, warmup: int = 2) -> list[float]:
-    """Seconds per ``update`` over ``frames[1:]`` after ``init`` on ``frames[0]``."""
-    tracker.init(frames[0], box0)
-    for f in frames[1:1 + warmup]:
-        tracker.update(f)
-    tracker.init(frames[0], box0)
-    times = []
-    for f in frames[1:]:
-        t = time.perf_counter()
-        tracker.update(f)
-        times.append(time.perf_counter() - t)
+def time_loops(trackers: dict[str, SiamFCTracker], frames: list[np.ndarray], box0, repeats: int,
+               warmup: int = 2) -> dict[str, np.ndarray]:
+    """Seconds per ``update`` (repeats x frames) for each tracker, the trackers alternating frame by frame.
+
+    Each tracker follows the sequence on its own; on every frame all of them run back to back, in
+    an order that rotates, so a per-frame ratio compares runs made under the same background load.
+    """
+    names = list(trackers)
+    times = {k: np.zeros((repeats, len(frames) - 1)) for k in names}
+    for rep in tqdm(range(repeats), desc="repeats", leave=False):
+        for t in trackers.values():
+            t.init(frames[0], box0)
+            for f in frames[1:1 + warmup]:
+                t.update(f)
+            t.init(frames[0], box0)
+        for i, f in enumerate(frames[1:]):
+            shift = (i + rep) % len(names)
+            for k in names[shift:] + names[:shift]:
+                t0 = time.perf_counter()
+                trackers[k].update(f)
+                times[k][rep, i] = time.perf_counter() - t0
     return times
 
 
-def time_network(tracker: SiamFCTracker, frame: np.ndarray, box0, iters: int) -> list[float]:
-    """Seconds per network pass (phi(x) on the scale batch + xcorr), crops prepared beforehand."""
-    tracker.init(frame, box0)
-    x = tracker._crops(frame, tracker.init_x_sz * tracker.scale_factors, tracker.instance_sz)
-    times = []
+def time_networks(trackers: dict[str, SiamFCTracker], frame: np.ndarray, box0, iters: int) -> dict[str, np.ndarray]:
+    """Seconds per network pass (phi(x) on the scale batch + xcorr with the template), alternating."""
+    names = list(trackers)
+    inputs = {}
+    for k, t in trackers.items():
+        t.init(frame, box0)
+        inputs[k] = t._crops(frame, t.init_x_sz * t.scale_factors, t.instance_sz)
+    times = {k: [] for k in names}
     with torch.inference_mode():
         for i in range(iters + 2):
-            _sync(tracker.device)
-            t = time.perf_counter()
-            tracker.net.head(tracker.kernel, tracker.net.features(x))
-            _sync(tracker.device)
-            if i >= 2:
-                times.append(time.perf_counter() - t)
-    return times
+            for k in names[i % len(names):] + names[:i % len(names)]:
+                t = trackers[k]
+                _sync(t.device)
+                t0 = time.perf_counter()
+                t.net.head(t.kernel, t.net.features(inputs[k]))
+                _sync(t.device)
+                if i >= 2:
+                    times[k].append(time.perf_counter() - t0)
+    return {k: np.asarray(v) for k, v in times.items()}
 
 
 def bench_device(net: Net, device: torch.device, frames, box0, repeats: int, net_iters: int) -> dict:
+    """Medians of the optimised and plain paths and the median of their paired per-frame ratios."""
     trackers = {"optimised": SiamFCTracker(net, TrackerConfig(), device=device),
                 "plain": SiamFCTracker(net, TrackerConfig(**PLAIN), device=device)}
-    loop = {k: [] for k in trackers}
-    netw = {k: [] for k in trackers}
-    best = {k: float("inf") for k in trackers}
-    for _ in tqdm(range(repeats), desc=f"{device.type} repeats", leave=False):
-        for k, t in trackers.items():       # interleaved: both see the same background load
-            times = time_loop(t, frames, box0)
-            loop[k].append(statistics.median(times))
-            best[k] = min(best[k], min(times))
-            netw[k].append(statistics.median(time_network(t, frames[0], box0, net_iters)))
-    med = {f"{what}_{k}": statistics.median(d[k]) for what, d in (("loop", loop), ("net", netw)) for k in trackers}
-    med["loop_spread"] = {k: [min(v), max(v)] for k, v in loop.items()}
-    med["loop_best"] = best
-    return med
+    loop = time_loops(trackers, frames, box0, repeats)
+    netw = time_networks(trackers, frames[0], box0, net_iters)
+    out = {}
+    for k in trackers:
+        out[f"loop_{k}"] = float(np.median(loop[k]))
+        out[f"loop_{k}_best"] = float(loop[k].min())
+        out[f"loop_{k}_repeats"] = [float(v) for v in np.median(loop[k], axis=1)]
+        out[f"net_{k}"] = float(np.median(netw[k]))
+    out["loop_ratio"] = float(np.median(loop["plain"] / loop["optimised"]))
+    out["net_ratio"] = float(np.median(netw["plain"] / netw["optimised"]))
+    return out
 
 
 # --------------------------------------------------------------------------- main
@@ -203,6 +219,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"work per frame: {gflops:.2f} GFLOP (3 x {cfg.instance_sz} backbone + xcorr); template {gflops_z:.2f} GFLOP once")
 
     results = {}
+    load_before = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     for dev in devices:
         peak = sgemm_gflops(dev)
         fma, fma_note = fma_peak_gflops(args.threads) if dev.type == "cpu" else (None, "")
@@ -213,26 +230,28 @@ def main(argv: list[str] | None = None) -> int:
         if fma:
             print(f"  FMA theoretical: {fma:.0f} GFLOP/s = {fma_note}")
         for k in ("optimised", "plain"):
-            lo, hi = r["loop_spread"][k]
+            reps = ", ".join(f"{1e3 * v:.1f}" for v in r[f"loop_{k}_repeats"])
             print(f"  {k:9s} whole loop {1 / r[f'loop_{k}']:6.2f} fps ({1e3 * r[f'loop_{k}']:.1f} ms/frame median; "
-                  f"repeats {1e3 * lo:.1f}-{1e3 * hi:.1f}, fastest frame {1e3 * r['loop_best'][k]:.1f} ms)   "
+                  f"per repeat {reps}; fastest frame {1e3 * r[f'loop_{k}_best']:.1f} ms)   "
                   f"network {1 / r[f'net_{k}']:6.2f} fps ({1e3 * r[f'net_{k}']:.1f} ms)")
         net_gflops = gflops / r["net_optimised"]
         print(f"  network throughput {net_gflops:.0f} GFLOP/s = {100 * net_gflops / peak:.0f} % of sgemm"
               + (f", {100 * net_gflops / fma:.0f} % of FMA theoretical" if fma else ""))
-        print(f"  speed-up vs plain eager NCHW: whole loop x{r['loop_plain'] / r['loop_optimised']:.2f}, "
-              f"network x{r['net_plain'] / r['net_optimised']:.2f}; "
-              f"loop overhead beyond the network {1e3 * (r['loop_optimised'] - r['net_optimised']):.1f} ms")
+        print(f"  speed-up vs plain eager NCHW (median of paired per-frame ratios): whole loop "
+              f"x{r['loop_ratio']:.2f}, network x{r['net_ratio']:.2f}; loop time beyond the network "
+              f"{1e3 * (r['loop_optimised'] - r['net_optimised']):.1f} ms")
         results[dev.type] = {
             "whole_loop_fps": 1 / r["loop_optimised"], "network_fps": 1 / r["net_optimised"],
             "plain_whole_loop_fps": 1 / r["loop_plain"], "plain_network_fps": 1 / r["net_plain"],
-            "speedup_vs_plain": r["loop_plain"] / r["loop_optimised"],
-            "network_speedup_vs_plain": r["net_plain"] / r["net_optimised"],
+            "speedup_vs_plain": r["loop_ratio"], "network_speedup_vs_plain": r["net_ratio"],
             "sgemm_gflops": peak, "fma_peak_gflops": fma, "fraction_of_sgemm_peak": net_gflops / peak,
         }
+    if load_before is not None:
+        print(f"\nload average (1 min) at start {load_before:.2f}, at end {os.getloadavg()[0]:.2f} "
+              f"on {os.cpu_count()} CPUs: above ~1 the figures include other jobs' time")
     main_dev = "cuda" if "cuda" in results else "cpu"
     summary = {"backbone": args.backbone, "device": main_dev, "gflops_per_frame": gflops,
-               "frames": len(frames), "threads": args.threads,
+               "frames": len(frames), "threads": args.threads, "load_average_start": load_before,
                **{k: results[main_dev][k] for k in ("whole_loop_fps", "network_fps", "speedup_vs_plain")},
                "per_device": results}
     print(json.dumps(summary, sort_keys=True, default=float))
