@@ -145,7 +145,7 @@ def test_tracker_set_lists_missing_and_evaluates_shared_checkpoints_once(roots):
     ts = bt.tracker_set("smoke", small_cfg(), device="cpu")
     assert set(ts.trackers) == {"AlexPUL", bt.STATIC, bt.UNTRAINED}
     assert ts.aliases == {"TC-NR round 2": "AlexPUL"}          # smoke: 2 rounds; round 2 is AlexPUL
-    assert ts.missing["ResPUL"] == {"checkpoint": "tc_nr_ciresnet22/round2.pt", "notebook": "03_training"}
+    assert ts.missing["ResPUL"] == {"checkpoint": "tc_nr_ciresnet22/tc_round2.pt", "notebook": "03_training"}
     assert ts.missing["BD only (AHM)"]["notebook"] == "01_background_discrimination"
     assert ts.names == ["AlexPUL", "TC-NR round 2", bt.STATIC, bt.UNTRAINED]
     assert ts.trackers["AlexPUL"].name == "AlexPUL"
@@ -193,7 +193,7 @@ def test_run_benchmarks_end_to_end(roots, synthetic_split, make_vot):
         assert df.loc[bt.STATIC, "status"] == "reference" and "ResPUL" in df.index
     assert (artifacts.tracking_dir("smoke") / results["otb"]["AlexPUL"]["result_key"] / "OTB").is_dir()
     record = bt.tracker_record(ts, "smoke", results)
-    assert record["TC-NR round 2"] == {"kind": "trained", "checkpoint": "tc_nr_alexnet/round2.pt",
+    assert record["TC-NR round 2"] == {"kind": "trained", "checkpoint": "tc_nr_alexnet/tc_round2.pt",
                                        "same_checkpoint_as": "AlexPUL",
                                        "result_key": results["otb"]["AlexPUL"]["result_key"]}
     assert record[bt.STATIC]["kind"] == "reference" and record[bt.STATIC]["checkpoint"] is None

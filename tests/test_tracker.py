@@ -102,7 +102,7 @@ def test_update_before_init_and_bad_config():
 
 def test_from_checkpoint_round_trip(tmp_path, crossing):
     files, box0 = crossing
-    cfg = load_config("cpu", {"tracker": {"window_influence": 0.3}})
+    cfg = load_config("cpu", {"tracker": {"window_influence": 0.3}, "model": {"exemplar_sz": 127, "instance_sz": 255}})
     net = untrained("alexnet")
     path = save_checkpoint(tmp_path / "net.pt", net, cfg, step=1)
     direct = SiamFCTracker(net, cfg.tracker, cfg.model, device="cpu")
