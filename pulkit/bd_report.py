@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from . import artifacts
+from .io import read_jsonl
 from .notebook import MissingResultsError, load_results, save_results
 
 NOTEBOOK = "01_background_discrimination"
@@ -117,14 +118,7 @@ def read_log(ckpt_path: str | Path) -> pd.DataFrame:
     path = log_path(ckpt_path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no BD training log (train the run first: notebooks/{NOTEBOOK}.ipynb)")
-    rows = []
-    for i, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            rows.append(json.loads(line))
-        except ValueError as e:
-            raise ValueError(f"{path}, line {i}: not a JSON record ({e})") from None
+    rows = read_jsonl(path)
     missing = sorted({"step", "loss", "hardness"} - set(rows[0])) if rows else ["every record"]
     if missing:
         raise ValueError(f"{path}: BD log lacks {missing}")
