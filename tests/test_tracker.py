@@ -10,8 +10,9 @@ import torch.nn as nn
 from PIL import Image
 
 from pulkit.config import ConfigError, ModelConfig, TrackerConfig, load_config
-from pulkit.data.crops import crop, from_one_based, mean_color, xywh_to_cxcywh
+from pulkit.data.crops import crop, mean_color, xywh_to_cxcywh
 from pulkit.data.images import read_rgb
+from pulkit.data.sequences import read_otb_sequence
 from pulkit.models.heads import XCorr
 from pulkit.models.net import Net, build_net, save_checkpoint
 from pulkit.paths import shared_sequences
@@ -25,9 +26,8 @@ def crossing():
     root = shared_sequences() / "otb" / "Crossing"
     if not root.is_dir():
         pytest.skip(f"bundled sequence missing: {root}")
-    files = sorted((root / "img").glob("*.jpg"))[:N_FRAMES]
-    gt = from_one_based(np.loadtxt(root / "groundtruth_rect.txt", delimiter=","))
-    return files, gt[0]
+    seq = read_otb_sequence(root)
+    return seq.frames[:N_FRAMES], seq.boxes[0]
 
 
 def untrained(backbone: str) -> Net:

@@ -30,8 +30,7 @@ import torch.nn as nn
 from tqdm import tqdm
 
 from ..config import ModelConfig, TrackerConfig
-from ..data.crops import from_one_based
-from ..data.images import read_rgb
+from ..data.sequences import read_otb_sequence
 from ..models.net import Net, build_net
 from ..paths import shared_sequences
 from ..tracker import SiamFCTracker
@@ -42,14 +41,8 @@ PLAIN = dict(fuse_bn=False, channels_last=False, crop_backend="cv2")   # eager N
 # --------------------------------------------------------------------------- inputs
 def load_frames(sequence: str, frames: int) -> tuple[list[np.ndarray], np.ndarray]:
     """First ``frames`` frames (RGB arrays) and the first box (0-based) of a bundled OTB sequence."""
-    root = shared_sequences() / sequence
-    files = sorted((root / "img").glob("*.jpg"))[:frames]
-    gt_file = root / "groundtruth_rect.txt"
-    if not files or not gt_file.is_file():
-        raise FileNotFoundError(f"{root}: not an OTB-layout sequence (img/*.jpg, groundtruth_rect.txt)")
-    first = gt_file.read_text().splitlines()[0].replace("\t", ",").replace(" ", ",")
-    box0 = from_one_based([float(v) for v in first.split(",") if v])[0]
-    return [read_rgb(f) for f in tqdm(files, desc="decode", leave=False)], box0
+    seq = read_otb_sequence(shared_sequences() / sequence)
+    return [seq.image(i) for i in tqdm(range(min(frames, len(seq))), desc="decode", leave=False)], seq.boxes[0]
 
 
 # --------------------------------------------------------------------------- FLOPs and peaks
