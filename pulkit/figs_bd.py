@@ -59,7 +59,7 @@ def plot_batch(crops: np.ndarray, title: str, anchor: bool = False, ncols: int |
     image, ncols = mosaic(crops, ncols)
     fig, axes = new_figure(1, 1, width=width, height=width * image.shape[0] / image.shape[1] + 0.45)
     ax = axes[0, 0]
-    ax.imshow(image, interpolation="nearest")
+    ax.imshow(image, interpolation="none")     # embedded at the crops' own resolution in the PDF
     ax.set_axis_off()
     ax.set_title(title, fontsize=8)
     if anchor:

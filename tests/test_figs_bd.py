@@ -64,6 +64,8 @@ def test_fig1_marks_the_anchor_top_left_and_fig2_does_not():
     fig2 = figs_bd.fig2_rss_batch(data)
     assert np.array_equal(_image(fig2), figs_bd.mosaic(data["rss"]["crops"])[0])
     assert not fig2.axes[0].patches and "RSS" in fig2.axes[0].get_title()
+    # the mosaic goes into the PDF at its own resolution (resampled to 200 dpi it was 1 MB at cpu scale)
+    assert fig1.axes[0].images[0].get_interpolation() == "none"
     with pytest.raises(ValueError, match="'rss' crops"):
         figs_bd.fig2_rss_batch({"ahm": data["ahm"]})
 

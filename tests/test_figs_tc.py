@@ -133,3 +133,14 @@ def test_missing_files_name_the_notebook(results):
     write_npz(pipeline.gallery_path("smoke"), {"z0": np.zeros((2, 2, 3), np.uint8)})
     with pytest.raises(ValueError, match="lacks crop"):
         figs_tc.load_gallery("smoke")
+
+
+def test_gallery_pdf_embeds_crops_at_their_own_resolution(tmp_path):
+    """Photo crops resampled to the figure dpi made the committed cpu gallery 2 MB (CI's tracked-file cap);
+    embedded natively, the PDF stays near the crops' raw bytes."""
+    from pulkit.figures import save_figure
+
+    g = _gallery(rounds=(1, 2, 3), per_round=6, sz=103)           # the cpu profile's gallery shape
+    raw = sum(p[k].nbytes for p in g["pairs"] for k in ("z", "x"))
+    pdf, png = save_figure(figs_tc.plot_pairs_gallery(g), "gallery", "test", 0, out_dir=tmp_path)
+    assert pdf.stat().st_size < 1.3 * raw, (pdf.stat().st_size, raw)
