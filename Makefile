@@ -14,11 +14,16 @@ export PYTHONHASHSEED ?= 0
 
 .PHONY: venv test unit smoke reproduce figures lab bench clean-results
 
-# Create the environment on first use; re-install when pyproject.toml changes.
-$(VENV)/.installed: pyproject.toml
+# Create the environment on first use; re-install when pyproject.toml or this file changes.
+# The vot extra pulls opencv-python (GUI build, needs libGL) beside opencv-python-headless; both own the
+# `cv2` package and the one installed last wins, so the headless files are put back on top: pulkit then
+# imports on machines without libGL (tests/test_environment.py checks the build).
+$(VENV)/.installed: pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test,vot]'
+	$(PY) -m pip install -q --force-reinstall --no-deps \
+	  "opencv-python-headless==$$($(PY) -c 'import importlib.metadata as m; print(m.version("opencv-python-headless"))')"
 	touch $@
 
 venv: $(VENV)/.installed
