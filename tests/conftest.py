@@ -61,6 +61,32 @@ def write_frames():
     return _write_frames
 
 
+def _textured_videos(root: Path, n_videos: int = 3, n_frames: int = 4, width: int = 96,
+                     height: int = 72) -> list[list[Path]]:
+    """Tiny textured videos (PNG) for BD: each video its own colour and texture scale, the texture
+    shifting one pixel per frame. Returns each video's frame paths (``root/vid<v>/<i>.png``)."""
+    videos = []
+    for v in range(n_videos):
+        rng = np.random.default_rng(v)
+        d = Path(root) / f"vid{v}"
+        d.mkdir(parents=True)
+        base = cv2.resize(rng.integers(0, 256, (height // (2 + v), width // (2 + v), 3), dtype=np.uint8),
+                          (width + 8, height + 8), interpolation=cv2.INTER_NEAREST)
+        frames = []
+        for i in range(n_frames):
+            p = d / f"{i + 1:08d}.png"
+            cv2.imwrite(str(p), base[i:i + height, i:i + width, ::-1])
+            frames.append(p)
+        videos.append(frames)
+    return videos
+
+
+@pytest.fixture
+def textured_videos():
+    """``textured_videos(root, n_videos=3, n_frames=4, width=96, height=72)`` -> per-video frame paths."""
+    return _textured_videos
+
+
 def _lines(rows, sep: str = ",") -> str:
     return "".join(sep.join(v if isinstance(v, str) else f"{v:g}" for v in r) + "\n" for r in rows)
 

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 
-import cv2
 import numpy as np
 import pandas as pd
 import pytest
@@ -42,27 +41,8 @@ class LabelTrap(Sequence):
         pass
 
 
-def _videos(root, n_videos=3, n_frames=4, width=96, height=72):
-    """Tiny textured videos written as PNGs: each video its own colour and texture scale."""
-    seqs = []
-    for v in range(n_videos):
-        rng = np.random.default_rng(v)
-        d = root / f"vid{v}"
-        d.mkdir(parents=True)
-        base = cv2.resize(rng.integers(0, 256, (height // (2 + v), width // (2 + v), 3), dtype=np.uint8),
-                          (width + 8, height + 8), interpolation=cv2.INTER_NEAREST)
-        frames = []
-        for i in range(n_frames):
-            img = base[i:i + height, i:i + width]
-            p = d / f"{i + 1:08d}.png"
-            cv2.imwrite(str(p), img[:, :, ::-1])
-            frames.append(p)
-        seqs.append(LabelTrap(f"vid{v}", frames, np.zeros((n_frames, 4))))
-    return seqs
-
-
 @pytest.fixture
-def env(tmp_path, monkeypatch):
+def env(tmp_path, monkeypatch, textured_videos):
     """Crop caches and banks under tmp_path; a tiny config (crop 95: AlexNet 2x2, CIResNet 1x1 features)."""
     monkeypatch.setenv("PULKIT_DATA", str(tmp_path / "data"))
     cfg = load_config("cpu", {
@@ -71,7 +51,8 @@ def env(tmp_path, monkeypatch):
                    bank_batch=16),
         "model": dict(exemplar_sz=127, instance_sz=255),
     }, device="cpu")
-    return cfg, _videos(tmp_path / "frames")
+    videos = textured_videos(tmp_path / "frames")
+    return cfg, [LabelTrap(f"vid{v}", frames, np.zeros((len(frames), 4))) for v, frames in enumerate(videos)]
 
 
 def _weights(path):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-import cv2
 import numpy as np
 import pandas as pd
 import pytest
@@ -17,26 +16,8 @@ from pulkit.notebook import MissingResultsError, save_results
 from pulkit.train.bd import bd_batches, log_path
 
 
-def _videos(root, n_videos=3, n_frames=4, width=96, height=72):
-    """Tiny textured videos (PNG), each its own colour and texture scale; unlabeled use only."""
-    seqs = []
-    for v in range(n_videos):
-        rng = np.random.default_rng(v)
-        d = root / f"vid{v}"
-        d.mkdir(parents=True)
-        base = cv2.resize(rng.integers(0, 256, (height // (2 + v), width // (2 + v), 3), dtype=np.uint8),
-                          (width + 8, height + 8), interpolation=cv2.INTER_NEAREST)
-        frames = []
-        for i in range(n_frames):
-            p = d / f"{i + 1:08d}.png"
-            cv2.imwrite(str(p), base[i:i + height, i:i + width, ::-1])
-            frames.append(p)
-        seqs.append(Sequence(f"vid{v}", frames, None))
-    return seqs
-
-
 @pytest.fixture
-def env(tmp_path, monkeypatch):
+def env(tmp_path, monkeypatch, textured_videos):
     """Data, results and checkpoints under tmp_path; a micro config (crop 95, 2 AlexNet steps, 1 CIResNet step)."""
     for var, sub in (("PULKIT_DATA", "data"), ("PULKIT_RESULTS", "results"), ("PULKIT_CHECKPOINTS", "ckpt")):
         monkeypatch.setenv(var, str(tmp_path / sub))
@@ -45,7 +26,8 @@ def env(tmp_path, monkeypatch):
                    crop_sz=95, candidates_per_frame=2, texture_prior=False, max_candidates=100, exclude_frames=1,
                    bank_batch=16),
     }, device="cpu")
-    return cfg, _videos(tmp_path / "frames")
+    videos = textured_videos(tmp_path / "frames")
+    return cfg, [Sequence(f"vid{v}", frames, None) for v, frames in enumerate(videos)]
 
 
 def test_run_configs_and_checkpoints():
