@@ -15,6 +15,8 @@ comes only from the ``torch.Generator`` passed in, so a seeded generator gives t
 """
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -194,3 +196,46 @@ def batch_hardness(bank, indices) -> float:
         raise ValueError(f"batch_hardness needs an anchor and at least one other index, got {len(idx)}")
     e = b.embeddings[idx.to(b.embeddings.device)]
     return float((e[1:] @ e[0]).mean())
+
+
+class BankState:
+    """An ``EmbeddingBank`` as training state (BD and TC): refreshed by the current model at steps
+    that are multiples of ``every``, saved and restored by the training loop (``extra_state``).
+
+    ``bank_factory(embeddings, step)`` builds the bank the first time (with the candidates' video and
+    frame ids); ``embed_fn()`` returns the model's N x D output for every candidate.  The checkpoint
+    keeps that raw output (``raw``) and a restore rebuilds the bank from it through the same
+    ``EmbeddingBank.refresh``, so the restored bank is bitwise the saved one (re-normalising saved
+    unit vectors would not be) and a resumed run samples the same batches.
+    """
+
+    def __init__(self, bank_factory, embed_fn, every: int):
+        if every < 1:
+            raise ValueError(f"bank refresh interval (bd.bank_refresh) must be >= 1, got {every}")
+        self._factory, self._embed, self.every = bank_factory, embed_fn, int(every)
+        self.bank: EmbeddingBank | None = None
+        self.raw: torch.Tensor | None = None
+        self.step = -1                      # step at which the bank was last computed
+
+    def at(self, step: int) -> EmbeddingBank:
+        """The bank to use at ``step``, refreshing it first when ``step`` is a refresh step."""
+        if self.bank is None or (step % self.every == 0 and step != self.step):
+            self._set(self._embed(), step)
+        return self.bank
+
+    def _set(self, embeddings: torch.Tensor, step: int) -> None:
+        self.raw = embeddings.detach().cpu()
+        if self.bank is None:
+            self.bank = self._factory(self.raw, step)
+        else:
+            self.bank.refresh(self.raw, step)
+        self.step = int(step)
+
+    def state_dict(self) -> dict[str, Any]:
+        if self.raw is None:
+            return {"step": -1, "embeddings": torch.zeros(0)}
+        return {"step": self.step, "embeddings": self.raw.clone()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if int(state["step"]) >= 0:
+            self._set(state["embeddings"], int(state["step"]))

@@ -15,7 +15,8 @@ from pulkit.models.backbones import build_backbone
 from pulkit.models.net import build_net, load_checkpoint, load_net
 from pulkit.models.projection import Embedder, ProjectionHead
 from pulkit.provenance import seed_everything
-from pulkit.train.bd import (BankState, bd_batches, bd_candidates, build_embedder, embed_crops, hardness_stats,
+from pulkit.sampling import BankState
+from pulkit.train.bd import (bd_batches, bd_candidates, build_embedder, embed_crops, hardness_stats,
                              load_embedder, load_projection, log_path, make_bank, select_batch, train_bd)
 from pulkit.train.loop import NonFiniteLossError
 

@@ -46,7 +46,7 @@ from ..losses import infonce
 from ..models.net import build_net, fuse_bn, load_checkpoint, load_net, resolve_device
 from ..models.projection import Embedder, ProjectionHead
 from ..provenance import seed_everything
-from ..sampling import EmbeddingBank, ahm_batch, batch_hardness, rss_batch
+from ..sampling import BankState, EmbeddingBank, ahm_batch, batch_hardness, rss_batch
 from .loop import DistInfo, cosine_lr, is_complete, load_training_checkpoint, train
 
 SAMPLERS = ("ahm", "rss")
@@ -91,46 +91,6 @@ def embed_crops(embedder: Embedder, crops: CandidateCrops, batch_size: int = 256
             x = crops.batch(np.arange(s, min(s + batch_size, len(crops))))
             out.append(model(x.to(device).contiguous(memory_format=torch.channels_last)).float().cpu())
     return torch.cat(out)
-
-
-class BankState:
-    """The AHM bank as training state: refreshed at steps that are multiples of ``every``,
-    saved and restored by the loop (``extra_state``) so resume sees the same bank.
-
-    The checkpoint keeps the model's raw output (``raw``), and a restore rebuilds the bank from it
-    through the same ``EmbeddingBank.refresh``, so the restored bank is bitwise the saved one.
-    """
-
-    def __init__(self, bank_factory, embed_fn, every: int):
-        if every < 1:
-            raise ValueError(f"bd.bank_refresh must be >= 1, got {every}")
-        self._factory, self._embed, self.every = bank_factory, embed_fn, int(every)
-        self.bank: EmbeddingBank | None = None
-        self.raw: torch.Tensor | None = None
-        self.step = -1                      # step at which the bank was last computed
-
-    def at(self, step: int) -> EmbeddingBank:
-        """The bank to use at ``step``, refreshing it first when ``step`` is a refresh step."""
-        if self.bank is None or (step % self.every == 0 and step != self.step):
-            self._set(self._embed(), step)
-        return self.bank
-
-    def _set(self, embeddings: torch.Tensor, step: int) -> None:
-        self.raw = embeddings.detach().cpu()
-        if self.bank is None:
-            self.bank = self._factory(self.raw, step)
-        else:
-            self.bank.refresh(self.raw, step)
-        self.step = int(step)
-
-    def state_dict(self) -> dict[str, Any]:
-        if self.raw is None:
-            return {"step": -1, "embeddings": torch.zeros(0)}
-        return {"step": self.step, "embeddings": self.raw.clone()}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        if int(state["step"]) >= 0:
-            self._set(state["embeddings"], int(state["step"]))
 
 
 def make_bank(embeddings: torch.Tensor, table, step: int = 0) -> EmbeddingBank:

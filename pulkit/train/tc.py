@@ -67,7 +67,7 @@ from ..losses import balanced_bce, infonce, nr_loss, positive_masks
 from ..models.net import build_net, load_checkpoint, load_net, resolve_device
 from ..models.projection import Embedder, ProjectionHead
 from ..provenance import config_hash, provenance
-from ..sampling import EmbeddingBank, ahm_batch, batch_hardness, rss_batch
+from ..sampling import BankState, EmbeddingBank, ahm_batch, batch_hardness, rss_batch
 from .calibration import calibrate_head
 from .loop import DistInfo, config_diff, exp_lr, is_complete, load_training_checkpoint, train, unwrap
 from .mining import load_pairs, mine_pairs, pairs_suffix, save_pairs
@@ -131,39 +131,6 @@ def select_exemplars(bank: EmbeddingBank | None, n: int, sampler: str, batch_siz
     except ValueError:
         return ahm_batch(bank, batch_size, anchor=anchor, exclude=bank.exclusion(anchor, 0),
                          generator=generator), True
-
-
-class BankState:
-    """The AHM bank as training state (loop ``extra_state``): refreshed at multiples of ``every``
-    by the current model, saved and restored with checkpoints so a resumed run uses the same bank."""
-
-    def __init__(self, exemplars: Exemplars, embed_fn, every: int):
-        if every < 1:
-            raise ValueError(f"bd.bank_refresh must be >= 1, got {every}")
-        self.exemplars, self._embed, self.every = exemplars, embed_fn, int(every)
-        self.bank: EmbeddingBank | None = None
-        self.step = -1
-
-    def at(self, step: int) -> EmbeddingBank:
-        if self.bank is None or (step % self.every == 0 and step != self.step):
-            self._set(self._embed(), step)
-        return self.bank
-
-    def _set(self, embeddings: torch.Tensor, step: int) -> None:
-        if self.bank is None:
-            self.bank = EmbeddingBank(embeddings, video=self.exemplars.video, frame=self.exemplars.frame, step=step)
-        else:
-            self.bank.refresh(embeddings, step)
-        self.step = int(step)
-
-    def state_dict(self) -> dict[str, Any]:
-        if self.bank is None:
-            return {"step": -1, "embeddings": torch.zeros(0)}
-        return {"step": self.step, "embeddings": self.bank.embeddings.detach().cpu().clone()}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        if int(state["step"]) >= 0:
-            self._set(state["embeddings"], int(state["step"]))
 
 
 @torch.no_grad()
@@ -282,8 +249,8 @@ def train_tc_round(cfg, init_ckpt, pairs_table, sequences, round_idx: int, ckpt_
     if round_idx == 1 and tc.head_calibration is not None:
         calibration.record = calibrate_head(net, pairs, tc.head_calibration, tc.batch_size, cfg.seed, device=dev)
     embedder = Embedder(net.backbone, proj)
-    bank = BankState(exemplars, lambda: embed_exemplars(embedder, exemplars, cfg.bd.bank_batch, dev),
-                     cfg.bd.bank_refresh)
+    bank = BankState(lambda e, step: EmbeddingBank(e, video=exemplars.video, frame=exemplars.frame, step=step),
+                     lambda: embed_exemplars(embedder, exemplars, cfg.bd.bank_batch, dev), cfg.bd.bank_refresh)
     views = TwoViews(cfg.augment)
     sigma, radius = cfg.nr.sigma_px / net.stride, cfg.nr.r_pos / net.stride
 
