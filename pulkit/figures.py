@@ -122,13 +122,14 @@ def save_figure(fig: Figure, name: str, profile: str, seed: int | None,
         raise ValueError(f"figure name {name!r}: expected a plain file stem like 'fig6_noise_auc'")
     out = Path(out_dir) if out_dir is not None else paths.figures_dir() / profile
     meta = figure_metadata(name, profile, seed)
-    written = []
+    rendered = {}
     with matplotlib.rc_context({"pdf.fonttype": 42, "svg.hashsalt": "pulkit", "pdf.compression": 6}):
         for ext in ("pdf", "png"):
             buf = io.BytesIO()
             fig.savefig(buf, format=ext, dpi=DPI, metadata=meta[ext], facecolor="white")
-            written.append(atomic_write_bytes(out / f"{name}.{ext}", buf.getvalue()))
-    return written[0], written[1]
+            rendered[ext] = buf.getvalue()
+    # both rendered before either is written: a figure that fails to render leaves the old pair intact
+    return tuple(atomic_write_bytes(out / f"{name}.{ext}", data) for ext, data in rendered.items())
 
 
 # --------------------------------------------------------------------------- data figures (not exported)

@@ -126,3 +126,23 @@ def test_export_figures_draws_in_the_house_style_without_leaking_it(tmp_path, mo
         figures.export_figures("smoke", registry={"probe": probe}, seed=0)
         assert matplotlib.rcParams["savefig.dpi"] == 72                     # not leaked to the caller
     assert seen["font"][0] == figures.FONT and seen["dpi"] == figures.DPI
+
+
+def test_save_figure_failing_png_leaves_the_old_pair(tmp_path, monkeypatch):
+    """The PDF and PNG of a figure change together: a PNG render error must not leave a new PDF
+    beside the old PNG."""
+    pdf, png = figures.save_figure(sample_figure(), "fig_pair", "smoke", 0, out_dir=tmp_path)
+    before = pdf.read_bytes(), png.read_bytes()
+    fig = sample_figure()
+    fig.axes[0].set_title("changed")
+    real = fig.savefig
+
+    def savefig(buf, format, **kw):
+        if format == "png":
+            raise RuntimeError("png backend failed")
+        return real(buf, format=format, **kw)
+
+    monkeypatch.setattr(fig, "savefig", savefig)
+    with pytest.raises(RuntimeError, match="png backend failed"):
+        figures.save_figure(fig, "fig_pair", "smoke", 0, out_dir=tmp_path)
+    assert (pdf.read_bytes(), png.read_bytes()) == before
