@@ -44,6 +44,7 @@ class DataConfig:
     synthetic_val_seed: int = 2000
     max_frames: int | None = None             # truncate every sequence (None: all frames)
     frame_stride: int = 1                     # use every k-th frame of unlabeled training video
+    crop_cache_disk_mb: int | None = 4096     # on-disk cache of training crops (data/cache/pairs); None: no limit
 
 
 @dataclass(frozen=True)

@@ -191,6 +191,28 @@ def test_cache_hits_return_identical_arrays(seq, tmp_path):
     assert 0 < tiny._bytes <= tiny.max_bytes and len(tiny._lru) == 2
 
 
+def test_disk_cache_stops_growing_at_its_budget(seq, tmp_path):
+    """Once the folder holds ``disk_mb``, new crops stay in memory (a warning once), batches unchanged;
+    a later cache measures what earlier runs left and writes nothing either."""
+    g = lambda: torch.Generator().manual_seed(5)  # noqa: E731
+    reference = GroundTruthPairs([seq], MODEL, max_gap=3, shift_px=8, cache=CropCache(None)).sample_batch(6, g())
+    entry_mb = 271 * 271 * 3 / 2**20                # an instance entry; exemplar entries are smaller
+    cache = CropCache(tmp_path / "cache", disk_mb=2.5 * entry_mb)
+    with pytest.warns(UserWarning, match="crop cache reached its"):
+        batch = GroundTruthPairs([seq], MODEL, max_gap=3, shift_px=8, cache=cache).sample_batch(6, g())
+    assert all(torch.equal(reference[k], batch[k]) for k in reference)
+    on_disk = sum(f.stat().st_size for f in (tmp_path / "cache").rglob("*.npy"))
+    assert 0 < on_disk <= 2.5 * entry_mb * 2**20 and cache.stats["not_written"] > 0
+    assert cache.stats["not_written"] + len(list((tmp_path / "cache").rglob("*.npy"))) == cache.stats["miss"]
+    later = CropCache(tmp_path / "cache", disk_mb=2.5 * entry_mb)
+    with pytest.warns(UserWarning, match="crop cache reached"):
+        GroundTruthPairs([seq], MODEL, max_gap=3, shift_px=12, cache=later).sample_batch(6, g())
+    assert sum(f.stat().st_size for f in (tmp_path / "cache").rglob("*.npy")) == on_disk
+    unlimited = CropCache(tmp_path / "free", disk_mb=None)
+    GroundTruthPairs([seq], MODEL, max_gap=3, shift_px=8, cache=unlimited).sample_batch(6, g())
+    assert unlimited.stats["not_written"] == 0 and len(list((tmp_path / "free").rglob("*.npy"))) == unlimited.stats["miss"]
+
+
 def test_bad_inputs(seq, tmp_path):
     with pytest.raises(DataError, match="needs labelled sequences"):
         GroundTruthPairs([Sequence("bare", seq.frames)], MODEL, 2, 8, cache=CropCache(None))

@@ -40,6 +40,7 @@ import hashlib
 import math
 import os
 import tempfile
+import warnings
 import zlib
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -166,15 +167,23 @@ class CropCache:
     under ``root/<2 hex>/<hash>.npy`` (``root=None``: memory only; default
     ``pulkit.paths.cache_dir() / "pairs"``) and are written atomically, so concurrent processes
     (DDP ranks) can share a cache.  ``stats`` counts memory hits, disk hits and misses.
+
+    The folder holds at most ``disk_mb`` (``data.crop_cache_disk_mb``; an instance crop is ~0.2 MB,
+    so a paper-scale run would otherwise write tens of GB): its size is measured once, at the first
+    write, and once full, new entries stay in memory only (a warning says so; delete the folder to
+    reclaim it).  ``disk_mb=None``: no limit.
     """
 
-    def __init__(self, root: str | os.PathLike | None = "default", memory_mb: float = 256):
+    def __init__(self, root: str | os.PathLike | None = "default", memory_mb: float = 256,
+                 disk_mb: float | None = 4096):
         self.root = paths.cache_dir() / "pairs" if root == "default" else (Path(root) if root is not None else None)
         self.max_bytes = int(memory_mb * 2**20)
+        self.max_disk_bytes = None if disk_mb is None else int(disk_mb * 2**20)
+        self._disk_bytes: int | None = None        # the folder's size, measured at the first write
         self._lru: OrderedDict[str, np.ndarray] = OrderedDict()
         self._bytes = 0
         self._stat: dict[str, str] = {}
-        self.stats = {"memory": 0, "disk": 0, "miss": 0}
+        self.stats = {"memory": 0, "disk": 0, "miss": 0, "not_written": 0}
 
     def key(self, geometry: PairGeometry, path: Path, box: np.ndarray) -> str:
         path = str(path)
@@ -230,8 +239,22 @@ class CropCache:
                 return entry
         return None
 
+    def _disk_full(self, entry: np.ndarray) -> bool:
+        if self.max_disk_bytes is None:
+            return False
+        if self._disk_bytes is None:
+            self._disk_bytes = sum(f.stat().st_size for f in self.root.glob("??/*.npy")) if self.root.is_dir() else 0
+        if self._disk_bytes + entry.nbytes <= self.max_disk_bytes:
+            return False
+        if not self.stats["not_written"]:
+            warnings.warn(f"{self.root}: crop cache reached its {self.max_disk_bytes / 2**20:.0f} MB limit "
+                          "(data.crop_cache_disk_mb); new crops are kept in memory only. Delete the folder "
+                          "to reclaim the space and start afresh.", stacklevel=4)
+        self.stats["not_written"] += 1
+        return True
+
     def _store(self, key: str, entry: np.ndarray) -> None:
-        if self.root is not None:
+        if self.root is not None and not self._disk_full(entry):
             f = self._file(key)
             f.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(prefix=f".{key}.", suffix=".tmp", dir=f.parent)
@@ -239,6 +262,8 @@ class CropCache:
                 with os.fdopen(fd, "wb") as fh:
                     np.save(fh, entry)
                 os.replace(tmp, f)
+                if self._disk_bytes is not None:
+                    self._disk_bytes += f.stat().st_size
             except BaseException:
                 if os.path.exists(tmp):
                     os.unlink(tmp)

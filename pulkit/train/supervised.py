@@ -36,7 +36,7 @@ from typing import Any, Iterable
 
 import torch
 
-from ..data.pairs import GroundTruthPairs
+from ..data.pairs import CropCache, GroundTruthPairs
 from ..data.sequences import DataError, Sequence
 from ..losses import balanced_bce, nr_loss, positive_masks
 from ..models.net import build_net, resolve_device
@@ -191,7 +191,8 @@ def train_supervised(cfg, sequences, ckpt_path, loss: str | None = None, noise_p
     dev = resolve_device(device)
     net = build_initial_net(rcfg.model, rcfg.seed)
     pairs = GroundTruthPairs(seqs, rcfg.model, sup.max_gap, sup.search_shift_px, noise_px=sup.noise_px,
-                             seed=rcfg.seed, stride=net.stride, cache=cache)
+                             seed=rcfg.seed, stride=net.stride,
+                             cache=cache if cache is not None else CropCache(disk_mb=rcfg.data.crop_cache_disk_mb))
     if sup.head_calibration is not None:       # a fresh CIResNet-22 head gives logits ~ +-100: give-up / saturation
         calibrate_head(net, pairs, sup.head_calibration, sup.batch_size, rcfg.seed, device=dev)
 

@@ -60,7 +60,7 @@ import pandas as pd
 import torch
 
 from ..data.augment import TwoViews
-from ..data.pairs import MinedPairs, validate_pairs
+from ..data.pairs import CropCache, MinedPairs, validate_pairs
 from ..data.sequences import unlabeled
 from ..io import last_jsonl_record, read_json, write_json
 from ..losses import balanced_bce, infonce, nr_loss, positive_masks
@@ -240,7 +240,7 @@ def train_tc_round(cfg, init_ckpt, pairs_table, sequences, round_idx: int, ckpt_
     net, proj, _ = _load_init(cfg, init_ckpt)
     net, proj = net.to(dev), proj.to(dev)
     pairs = MinedPairs(table, by_name, cfg.model, tc.search_shift_px, seed=cfg.seed, stride=net.stride,
-                       source=source)
+                       source=source, cache=CropCache(disk_mb=cfg.data.crop_cache_disk_mb))
     exemplars = Exemplars(pairs)
     if len(exemplars) < tc.batch_size:
         raise ValueError(f"{source}: {len(exemplars)} distinct exemplars (tracks) for a batch of {tc.batch_size}: "
