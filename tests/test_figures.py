@@ -146,3 +146,15 @@ def test_save_figure_failing_png_leaves_the_old_pair(tmp_path, monkeypatch):
     with pytest.raises(RuntimeError, match="png backend failed"):
         figures.save_figure(fig, "fig_pair", "smoke", 0, out_dir=tmp_path)
     assert (pdf.read_bytes(), png.read_bytes()) == before
+
+
+def test_frame_grid_figures_use_their_lower_dpi(tmp_path):
+    """Fig. 5 / Fig. 7 (grids of whole frames) save at FIGURE_DPI so the committed files stay small;
+    every other figure at the house DPI."""
+    assert figures.FIGURE_DPI["fig5_qualitative"] < figures.DPI
+    fig = sample_figure()
+    w_in = fig.get_size_inches()[0]
+    _, png5 = figures.save_figure(fig, "fig5_qualitative", "smoke", 0, out_dir=tmp_path)
+    _, png_other = figures.save_figure(fig, "fig_other", "smoke", 0, out_dir=tmp_path)
+    assert Image.open(png5).size[0] == round(w_in * figures.FIGURE_DPI["fig5_qualitative"])
+    assert Image.open(png_other).size[0] == round(w_in * figures.DPI)
