@@ -117,7 +117,8 @@ def save_figure(fig: Figure, name: str, profile: str, seed: int | None,
 
     The commit, profile and seed go into the metadata of both files (PNG text chunks, PDF info
     dict ``Subject`` / ``Keywords``); dates are left out and the dpi is fixed per name (``DPI``, or
-    ``FIGURE_DPI`` for frame grids), so two saves of the same figure are byte-identical.  Returns ``(pdf_path, png_path)``.
+    ``FIGURE_DPI`` for frame grids), so two saves of the same figure are byte-identical.
+    Returns ``(pdf_path, png_path)``.
     """
     import matplotlib
 
