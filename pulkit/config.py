@@ -275,7 +275,7 @@ PROFILES: dict[str, dict[str, Any]] = {
                       display_frame=5),
     },
     # A laptop-scale reproduction on 2 cores: synthetic + bundled real sequences. Budget: under 90
-    # minutes; these values come from per-step timings (BENCHMARKS.md), the whole run is not yet timed.
+    # minutes; measured end to end: 71 minutes (BENCHMARKS.md, "The cpu profile end to end").
     "cpu": {
         "data": dict(synthetic_train_videos=16, synthetic_val_videos=6, synthetic_frames=60, max_frames=120),
         "model": dict(exemplar_sz=103, instance_sz=199),          # ~0.6x the compute of 127/255
