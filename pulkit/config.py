@@ -122,6 +122,7 @@ class BDConfig:
     bank_refresh: int = 200                   # AHM: re-embed all candidates every N steps
     bank_batch: int = 256                     # crops per forward pass when (re)computing the bank
     exclude_frames: int = 50                  # AHM: drop the anchor's video within +-T frames
+    separation_frames: int | None = 10        # AHM: also no two batch members from one video within +-this many frames (near-duplicates: false negatives); None: the anchor rule only
     candidates_per_frame: int = 2
     min_side: float = 0.1                     # candidate side as a fraction of the frame
     max_side: float = 0.5

@@ -150,7 +150,7 @@ def _bank(bank) -> EmbeddingBank:
 
 
 def ahm_batch(bank, batch_size: int, anchor: int | None = None, exclude=None,
-              generator: torch.Generator | None = None) -> torch.Tensor:
+              generator: torch.Generator | None = None, separation: int | None = None) -> torch.Tensor:
     """AHM mini-batch: ``[anchor, its batch_size - 1 nearest neighbours]``, most similar first.
 
     ``bank``: an ``EmbeddingBank`` (fast path, already normalised) or an N x D tensor
@@ -160,6 +160,13 @@ def ahm_batch(bank, batch_size: int, anchor: int | None = None, exclude=None,
     anchor is always returned first).  Neighbours are ranked by cosine similarity, excluded
     rows and the anchor are masked with -inf; raises ``ValueError`` when fewer than
     ``batch_size - 1`` rows remain.
+
+    ``separation``: ``None`` keeps the plain nearest neighbours.  An int ``s`` applies the
+    same-object rule to every pair of the batch, not only to the anchor: neighbours are taken
+    in similarity order, skipping any row from the video of an already chosen member (anchor
+    included) within +-``s`` frames of it, so no two members are near-duplicates of one
+    object (InfoNCE would push them apart as negatives).  Needs a bank built with ``video`` and
+    ``frame``; raises ``ValueError`` when the rule leaves fewer than ``batch_size - 1`` rows.
     """
     b = _bank(bank)
     n, batch_size = len(b), int(batch_size)
@@ -180,8 +187,40 @@ def ahm_batch(bank, batch_size: int, anchor: int | None = None, exclude=None,
                          f"{n - len(banned)} of {n} rows are neither the anchor nor excluded")
     sims = b.similarities(anchor)
     sims[banned] = float("-inf")
-    neighbours = torch.topk(sims, batch_size - 1, sorted=True).indices
+    if separation is None:
+        neighbours = torch.topk(sims, batch_size - 1, sorted=True).indices
+    else:
+        neighbours = _separated_neighbours(b, sims, anchor, batch_size - 1, int(separation), n - len(banned))
     return torch.cat([torch.tensor([anchor]), neighbours])
+
+
+def _separated_neighbours(b: EmbeddingBank, sims: torch.Tensor, anchor: int, k: int, s: int,
+                          n_ok: int) -> torch.Tensor:
+    """Greedy: the ``k`` most similar rows, no two (nor one and the anchor) from one video within +-s frames."""
+    if b._code is None:
+        raise ValueError("ahm_batch(separation=...) needs the video and frame of every row (pass video=, frame=)")
+    if s < 0:
+        raise ValueError(f"separation must be >= 0 frames, got {s}")
+    code, frame = b._code, b.frame
+    taken: dict[int, list[int]] = {int(code[anchor]): [int(frame[anchor])]}
+    out: list[int] = []
+    scanned, width = 0, min(n_ok, 4 * k + 16)
+    while len(out) < k and scanned < n_ok:
+        # rank only as many rows as needed: widen the window when the rule rejects many
+        ranked = torch.topk(sims, width, sorted=True).indices.tolist()
+        for j in ranked[scanned:]:
+            frames = taken.setdefault(int(code[j]), [])
+            f = int(frame[j])
+            if all(abs(f - x) > s for x in frames):
+                frames.append(f)
+                out.append(j)
+                if len(out) == k:
+                    break
+        scanned, width = width, min(n_ok, 2 * width)
+    if len(out) < k:
+        raise ValueError(f"AHM with separation {s} frames finds only {len(out)} of the {k} neighbours of anchor "
+                         f"{anchor} it needs ({n_ok} rows eligible): lower the separation or the batch size")
+    return torch.tensor(out, dtype=torch.int64)
 
 
 def batch_hardness(bank, indices) -> float:

@@ -48,7 +48,7 @@ def env(tmp_path, monkeypatch, textured_videos):
     monkeypatch.setenv("PULKIT_DATA", str(tmp_path / "data"))
     cfg = load_config("cpu", {
         "bd": dict(steps=2, batch_size=4, bank_refresh=2, checkpoint_every=1, log_every=1, crop_sz=95,
-                   candidates_per_frame=2, texture_prior=False, max_candidates=100, exclude_frames=1,
+                   candidates_per_frame=2, texture_prior=False, max_candidates=100, exclude_frames=1, separation_frames=1,
                    bank_batch=16),
         "model": dict(exemplar_sz=127, instance_sz=255),
     }, device="cpu")
@@ -119,6 +119,18 @@ def test_ahm_picks_nearest_neighbours_outside_exclusion():
             assert not (r.video == a.video and abs(r.frame - a.frame) <= 1)
         sims = (bank.embeddings @ bank.embeddings[ids[0]]).tolist()
         assert sims[ids[1]] >= sims[ids[2]]
+
+
+def test_ahm_separation_keeps_batch_members_apart():
+    _, bank = _toy_bank()
+    seed = _seed_drawing(len(bank), 0)
+    # anchor (a, 0); plain AHM with T = 1 takes (a, 2), (b, 0), (b, 2): two of video b, 2 frames apart
+    assert select_batch(bank, "ahm", 4, 1, torch.Generator().manual_seed(seed)).tolist() == [0, 2, 4, 6]
+    # separation 2: (a, 2) is within 2 frames of the anchor and (b, 2) of (b, 0): skipped for (b, 3), (a, 3)
+    got = select_batch(bank, "ahm", 4, 1, torch.Generator().manual_seed(seed), separation=2).tolist()
+    assert got == [0, 4, 7, 3]
+    with pytest.raises(ValueError, match="separation 2"):
+        select_batch(bank, "ahm", 5, 1, torch.Generator().manual_seed(seed), separation=2)
 
 
 def test_rss_uniform_distinct_and_seeded():

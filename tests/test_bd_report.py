@@ -23,7 +23,7 @@ def env(tmp_path, monkeypatch, textured_videos):
         monkeypatch.setenv(var, str(tmp_path / sub))
     cfg = load_config("smoke", {
         "bd": dict(steps=2, steps_ciresnet22=1, batch_size=4, bank_refresh=2, checkpoint_every=1, log_every=1,
-                   crop_sz=95, candidates_per_frame=2, texture_prior=False, max_candidates=100, exclude_frames=1,
+                   crop_sz=95, candidates_per_frame=2, texture_prior=False, max_candidates=100, exclude_frames=1, separation_frames=1,
                    bank_batch=16),
     }, device="cpu")
     videos = textured_videos(tmp_path / "frames")

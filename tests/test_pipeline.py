@@ -27,7 +27,7 @@ def micro_cfg(**data):
         "mining": dict(spans=(1, 2), candidates_per_video=2, start_stride=2, scale_num=1, response_up=4,
                        confidence="cosine", min_response=-1.0, fb_iou=0.0, eval_k=(1, 2), quality_videos=1),
         "tc": dict(rounds=2, steps_per_round=1, batch_size=3, checkpoint_every=1, log_every=1),
-        "bd": dict(bank_batch=8, exclude_frames=2, bank_refresh=10),
+        "bd": dict(bank_batch=8, exclude_frames=2, separation_frames=2, bank_refresh=10),
         "supervised": dict(steps=1, batch_size=2, checkpoint_every=1, log_every=1),
     }, device="cpu")
 

@@ -126,3 +126,62 @@ def test_rss_is_uniform():
     assert counts[:2].sum() == 0
     expected = 2000 * 5 / 38
     assert np.abs(counts[2:] - expected).max() < 5 * np.sqrt(expected)
+
+
+# --------------------------------------------------------------------------- AHM with separation
+def _separated_reference(emb, video, frame, anchor, batch_size, s, exclude=()):
+    """Brute force: walk the full similarity order, keep a row only when no chosen member shares its video within s frames."""
+    e = emb.double() / emb.double().norm(dim=1, keepdim=True)
+    sims = (e @ e[anchor]).tolist()
+    order = sorted(range(len(sims)), key=lambda i: -sims[i])
+    banned = set(int(i) for i in exclude) | {anchor}
+    out = [anchor]
+    for i in order:
+        if i in banned:
+            continue
+        if all(not (video[i] == video[j] and abs(frame[i] - frame[j]) <= s) for j in out):
+            out.append(i)
+        if len(out) == batch_size:
+            break
+    return out
+
+
+def test_ahm_separation_keeps_members_apart_and_matches_brute_force():
+    n = 400
+    g = torch.Generator().manual_seed(5)
+    # 8 videos x 50 frames; neighbouring frames of one video have near-identical embeddings
+    video = np.repeat(np.arange(8), 50)
+    frame = np.tile(np.arange(50), 8)
+    base = torch.randn(8, 16, generator=g)
+    drift = torch.randn(8, 16, generator=g) * 0.02
+    emb = base[video] + torch.as_tensor(frame, dtype=torch.float32)[:, None] * drift[video] \
+        + 0.01 * torch.randn(n, 16, generator=g)
+    bank = EmbeddingBank(emb, video=video, frame=frame)
+    for anchor, s in ((0, 3), (123, 5), (399, 0)):
+        ex = bank.exclusion(anchor, 10)
+        got = ahm_batch(bank, 24, anchor=anchor, exclude=ex, separation=s).tolist()
+        assert got == _separated_reference(emb, video, frame, anchor, 24, s, ex.tolist())
+        for a in range(len(got)):
+            for b in range(a + 1, len(got)):
+                i, j = got[a], got[b]
+                assert not (video[i] == video[j] and abs(frame[i] - frame[j]) <= s)
+    # without separation the plain nearest neighbours crowd into the anchor's neighbouring frames
+    plain = ahm_batch(bank, 24, anchor=123, exclude=bank.exclusion(123, 10)).tolist()
+    sep = ahm_batch(bank, 24, anchor=123, exclude=bank.exclusion(123, 10), separation=5).tolist()
+    close = lambda idx: sum(video[i] == video[j] and abs(frame[i] - frame[j]) <= 5
+                            for a, i in enumerate(idx) for j in idx[a + 1:])
+    assert close(plain) > 0 and close(sep) == 0
+
+
+def test_ahm_separation_errors():
+    video = np.repeat(np.arange(2), 10)
+    frame = np.tile(np.arange(10), 2)
+    bank = EmbeddingBank(torch.randn(20, 4, generator=torch.Generator().manual_seed(0)), video=video, frame=frame)
+    # 2 videos x 10 frames, separation 4: at most 2 members per video
+    assert len(ahm_batch(bank, 4, anchor=0, separation=4)) == 4
+    with pytest.raises(ValueError, match="separation 4 frames finds only 3"):
+        ahm_batch(bank, 5, anchor=0, separation=4)
+    with pytest.raises(ValueError, match="video and frame"):
+        ahm_batch(torch.randn(20, 4), 4, anchor=0, separation=2)
+    with pytest.raises(ValueError, match=">= 0"):
+        ahm_batch(bank, 4, anchor=0, separation=-1)

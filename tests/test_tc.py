@@ -24,7 +24,7 @@ def _cfg(backbone="alexnet", instance_sz=167, **tc_over):
         "mining": dict(spans=(1, 2), candidates_per_video=2, start_stride=2, scale_num=1, response_up=4,
                        confidence="cosine", min_response=-1.0, fb_iou=0.0),   # random nets: keep every track
         "tc": {**dict(rounds=2, steps_per_round=2, batch_size=3, checkpoint_every=1, log_every=1), **tc_over},
-        "bd": dict(bank_batch=8, exclude_frames=2, bank_refresh=10),
+        "bd": dict(bank_batch=8, exclude_frames=2, separation_frames=2, bank_refresh=10),
     })
 
 

@@ -99,16 +99,18 @@ def make_bank(embeddings: torch.Tensor, table, step: int = 0) -> EmbeddingBank:
 
 
 def select_batch(bank: EmbeddingBank, sampler: str, batch_size: int, exclude_frames: int,
-                 generator: torch.Generator) -> torch.Tensor:
+                 generator: torch.Generator, separation: int | None = None) -> torch.Tensor:
     """Candidate indices (LongTensor) of one mini-batch, drawn with ``generator``.
 
     ``"ahm"``: an anchor uniform over the bank, then its ``batch_size - 1`` nearest neighbours
-    (most similar first) outside the anchor's video within +-``exclude_frames`` frames.
+    (most similar first) outside the anchor's video within +-``exclude_frames`` frames and, with
+    ``separation``, no two members from one video within +-``separation`` frames.
     ``"rss"``: ``batch_size`` distinct candidates uniformly at random.
     """
     if sampler == "ahm":
         anchor = int(torch.randint(len(bank), (1,), generator=generator))
-        return ahm_batch(bank, batch_size, anchor=anchor, exclude=bank.exclusion(anchor, exclude_frames))
+        return ahm_batch(bank, batch_size, anchor=anchor, exclude=bank.exclusion(anchor, exclude_frames),
+                         separation=separation)
     if sampler == "rss":
         return rss_batch(len(bank), batch_size, generator=generator)
     raise ValueError(f"unknown BD sampler {sampler!r}; valid: {', '.join(SAMPLERS)}")
@@ -160,7 +162,7 @@ def train_bd(cfg, sequences, ckpt_path: str | os.PathLike, sampler: str | None =
 
     def batch_fn(step: int, g: torch.Generator) -> dict[str, torch.Tensor]:
         b = bank.at(step)
-        idx = select_batch(b, sampler, bd.batch_size, bd.exclude_frames, g)
+        idx = select_batch(b, sampler, bd.batch_size, bd.exclude_frames, g, bd.separation_frames)
         v1, v2 = views(crops.batch(idx.numpy()), g)
         return {"v1": v1, "v2": v2,
                 "hardness": torch.tensor(float(batch_hardness(b, idx)))}
@@ -242,7 +244,8 @@ def bd_batches(cfg, ckpt_path: str | os.PathLike, sequences, batch_size: int | N
     table, crops, bank = final_bank(cfg, ckpt_path, sequences, device, progress)
     b = int(batch_size or cfg.bd.batch_size)
     g = torch.Generator().manual_seed(int(seed))
-    out = {name: _batch_record(table, crops, bank, select_batch(bank, name, b, cfg.bd.exclude_frames, g))
+    out = {name: _batch_record(table, crops, bank, select_batch(bank, name, b, cfg.bd.exclude_frames, g,
+                                                                          cfg.bd.separation_frames))
            for name in SAMPLERS}
     return {**out, "batch_size": b, "seed": int(seed), "n_candidates": len(table)}
 
@@ -261,7 +264,8 @@ def hardness_stats(cfg, ckpt_path: str | os.PathLike, sequences, batch_size: int
     g = torch.Generator().manual_seed(int(seed))
     out: dict[str, Any] = {"n_batches": int(n_batches), "batch_size": b, "seed": int(seed)}
     for name in SAMPLERS:
-        vals = np.array([float(batch_hardness(bank, select_batch(bank, name, b, cfg.bd.exclude_frames, g)))
+        vals = np.array([float(batch_hardness(bank, select_batch(bank, name, b, cfg.bd.exclude_frames, g,
+                                                                          cfg.bd.separation_frames)))
                          for _ in range(n_batches)])
         out[name] = {"mean": float(vals.mean()), "std": float(vals.std(ddof=1)) if n_batches > 1 else 0.0,
                      "values": vals.tolist()}

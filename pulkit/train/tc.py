@@ -116,10 +116,11 @@ class Exemplars:
 
 
 def select_exemplars(bank: EmbeddingBank | None, n: int, sampler: str, batch_size: int, exclude_frames: int,
-                     generator: torch.Generator) -> tuple[torch.Tensor, bool]:
+                     generator: torch.Generator, separation: int | None = None) -> tuple[torch.Tensor, bool]:
     """Exemplar indices of one mini-batch (AHM: anchor first) and whether AHM had to narrow its exclusion.
 
-    AHM leaves out the anchor's video within +-``exclude_frames`` frames; when too few exemplars
+    AHM leaves out the anchor's video within +-``exclude_frames`` frames and, with ``separation``,
+    keeps every two members at least that far apart within a video; when too few exemplars
     remain (a small table), only the anchor's own frame is left out (returned flag True).
     """
     if sampler == "rss":
@@ -127,7 +128,7 @@ def select_exemplars(bank: EmbeddingBank | None, n: int, sampler: str, batch_siz
     anchor = int(torch.randint(n, (1,), generator=generator))
     try:
         return ahm_batch(bank, batch_size, anchor=anchor, exclude=bank.exclusion(anchor, exclude_frames),
-                         generator=generator), False
+                         generator=generator, separation=separation), False
     except ValueError:
         return ahm_batch(bank, batch_size, anchor=anchor, exclude=bank.exclusion(anchor, 0),
                          generator=generator), True
@@ -256,7 +257,8 @@ def train_tc_round(cfg, init_ckpt, pairs_table, sequences, round_idx: int, ckpt_
 
     def batch_fn(step: int, g: torch.Generator) -> dict[str, torch.Tensor]:
         b = bank.at(step) if tc.sampler == "ahm" else None
-        ex, narrowed = select_exemplars(b, len(exemplars), tc.sampler, tc.batch_size, cfg.bd.exclude_frames, g)
+        ex, narrowed = select_exemplars(b, len(exemplars), tc.sampler, tc.batch_size, cfg.bd.exclude_frames, g,
+                                         cfg.bd.separation_frames)
         batch = pairs.batch(exemplars.pick_pairs(ex, g), g)
         out = {"z": batch["z"], "x": batch["x"], "centers": batch["centers"],
                "confidence": batch["confidence"].mean(),
