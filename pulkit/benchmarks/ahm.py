@@ -4,8 +4,10 @@ Builds an ``EmbeddingBank`` of random clustered embeddings with video / frame me
 of ``--frames`` frames, one candidate per frame), then times ``ahm_batch`` with the anchor's
 +-T-frame exclusion set (``--T 50``: about 100 indices) over many calls.  Prints the bank build
 time, the median (and 10 / 90 % quantiles) per batch, a baseline in the same loop (the bare
-matrix-vector product, one pass over the bank: the memory-bound floor), the exclusion and RSS
-times and the batch hardness of AHM vs RSS; the last line is one JSON object.
+matrix-vector product, one pass over the bank: the memory-bound floor), the same anchor's batch
+with ``--separation`` (the training default: no two members of one video within +-10 frames)
+against the plain one, the exclusion and RSS times and the batch hardness of AHM vs RSS; the
+last line is one JSON object.
 """
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ def _parse(argv):
     p.add_argument("--calls", type=int, default=200, help="timed batches")
     p.add_argument("--frames", type=int, default=1000, help="frames per synthetic video")
     p.add_argument("--T", type=int, default=50, help="same-video exclusion, +-frames")
+    p.add_argument("--separation", type=int, default=10, help="AHM separation within a video, +-frames")
     p.add_argument("--clusters", type=int, default=2000, help="clusters in the synthetic embeddings")
     p.add_argument("--seed", type=int, default=0)
     return p.parse_args(argv)
@@ -49,7 +52,7 @@ def main(argv=None) -> int:
     build_s = time.perf_counter() - t0
     print(f"bank {a.n} x {a.dim} float32 ({bank.embeddings.numel() * 4 / 2**20:.0f} MiB): built in {build_s:.3f} s")
 
-    ahm_t, excl_t, rss_t, mv_t, n_ex, hard_ahm, hard_rss = [], [], [], [], [], [], []
+    ahm_t, excl_t, rss_t, mv_t, sep_t, n_ex, hard_ahm, hard_rss = [], [], [], [], [], [], [], []
     emb = bank.embeddings.numpy()
     for i in range(a.calls + 5):                                    # 5 warm-up calls
         anchor = int(torch.randint(a.n, (1,), generator=g))
@@ -62,11 +65,14 @@ def main(argv=None) -> int:
         t2 = time.perf_counter()
         rnd = rss_batch(a.n, a.batch, generator=g, exclude=ex)
         t3 = time.perf_counter()
+        ahm_batch(bank, a.batch, anchor=anchor, exclude=ex, separation=a.separation)
+        t4 = time.perf_counter()
         if i >= 5:
             mv_t.append(t0 - tb)
             excl_t.append(t1 - t0)
             ahm_t.append(t2 - t1)
             rss_t.append(t3 - t2)
+            sep_t.append(t4 - t3)
             n_ex.append(len(ex))
             hard_ahm.append(batch_hardness(bank, batch))
             hard_rss.append(batch_hardness(bank, torch.cat([batch[:1], rnd[rnd != batch[0]][:a.batch - 1]])))
@@ -74,16 +80,21 @@ def main(argv=None) -> int:
     ahm_ms, ahm_p10, ahm_p90 = _quantiles(ahm_t)
     excl_ms, rss_ms, mv_ms = _quantiles(excl_t)[0], _quantiles(rss_t)[0], _quantiles(mv_t)[0]
     ratio = float(np.median(np.asarray(ahm_t) / np.asarray(mv_t)))
+    sep_ms = _quantiles(sep_t)[0]
+    sep_ratio = float(np.median(np.asarray(sep_t) / np.asarray(ahm_t)))
     print(f"ahm_batch (batch {a.batch}, exclude {np.mean(n_ex):.0f} indices): median {ahm_ms:.2f} ms "
           f"(10-90 %: {ahm_p10:.2f}-{ahm_p90:.2f} ms) over {a.calls} calls, torch threads {torch.get_num_threads()}")
     print(f"baseline, one bare {a.n} x {a.dim} sgemv (a single pass over the bank, memory bound): median "
           f"{mv_ms:.2f} ms; ahm_batch / sgemv in the same iteration: median {ratio:.2f}")
+    print(f"ahm_batch with separation {a.separation} frames: median {sep_ms:.2f} ms; with / without, same anchor: "
+          f"median {sep_ratio:.2f}")
     print(f"exclusion(anchor, T={a.T}): median {excl_ms:.3f} ms; rss_batch: median {rss_ms:.2f} ms")
     print(f"hardness (mean anchor cosine): AHM {np.mean(hard_ahm):.3f}, RSS {np.mean(hard_rss):.3f}")
     print(json.dumps({
         "ahm_batch_ms": round(ahm_ms, 3), "ahm_batch_ms_p10": round(ahm_p10, 3), "ahm_batch_ms_p90": round(ahm_p90, 3),
         "bank_build_s": round(build_s, 4), "exclusion_ms": round(excl_ms, 4), "rss_batch_ms": round(rss_ms, 3),
         "sgemv_ms": round(mv_ms, 3), "ahm_over_sgemv": round(ratio, 3),
+        "ahm_separated_ms": round(sep_ms, 3), "separated_over_plain": round(sep_ratio, 3), "separation": a.separation,
         "exclude_size": float(np.mean(n_ex)), "hardness_ahm": round(float(np.mean(hard_ahm)), 4),
         "hardness_rss": round(float(np.mean(hard_rss)), 4), "n": a.n, "dim": a.dim, "batch": a.batch,
         "calls": a.calls, "threads": torch.get_num_threads(),

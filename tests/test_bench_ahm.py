@@ -1,0 +1,21 @@
+"""The AHM selection benchmark runs at a tiny size and ends with its JSON line (timings are printed, never asserted)."""
+import json
+
+from pulkit import bench
+
+
+def test_ahm_bench_prints_plain_and_separated_timings(capsys):
+    assert bench.main(["ahm", "--n", "3000", "--dim", "16", "--calls", "3", "--frames", "100",
+                       "--clusters", "30", "--batch", "16", "--separation", "5"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    last = json.loads(lines[-1])
+    for key in ("ahm_batch_ms", "ahm_separated_ms", "separated_over_plain", "sgemv_ms", "hardness_ahm", "hardness_rss"):
+        assert last[key] > 0 or key.startswith("hardness"), key
+    assert last["separation"] == 5 and last["n"] == 3000 and last["calls"] == 3
+    assert last["hardness_ahm"] > last["hardness_rss"]
+    assert any("separation 5 frames" in line for line in lines)
+
+
+def test_bench_usage_on_unknown_name(capsys):
+    assert bench.main(["nope"]) == 2
+    assert "usage" in capsys.readouterr().err
