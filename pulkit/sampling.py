@@ -4,14 +4,16 @@
 * **AHM** (anchor-based hard-negative mining): an anchor drawn at random, then its
   ``batch_size - 1`` nearest neighbours by cosine similarity in an embedding bank of all
   candidates, most similar first.  The anchor's own video within +-T frames is excluded
-  (the same object: false negatives), via ``EmbeddingBank.exclusion``.
+  (the same object: false negatives), via ``EmbeddingBank.exclusion``.  With ``separation=s``
+  (pulkit's addition, training default 10) the rule holds for every pair: no two members of one
+  video within +-s frames, so near-duplicates never meet as negatives.
 
 Indices are 0-based rows of the bank; every sampler returns a CPU ``LongTensor``.  Randomness
 comes only from the ``torch.Generator`` passed in, so a seeded generator gives the same batches.
 
     bank = EmbeddingBank(embeddings, video=video, frame=frame)    # once per refresh
     a = int(torch.randint(len(bank), (1,), generator=g))
-    batch = ahm_batch(bank, 64, anchor=a, exclude=bank.exclusion(a, 50))
+    batch = ahm_batch(bank, 64, anchor=a, exclude=bank.exclusion(a, 50), separation=10)
 """
 from __future__ import annotations
 
