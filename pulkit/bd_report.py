@@ -64,6 +64,26 @@ def run_config(cfg, name: str):
     return cfg.override({"model": {"backbone": backbone}, "bd": {"sampler": sampler, "steps": int(steps)}})
 
 
+def select_runs(names=None) -> list[str]:
+    """The BD runs notebook 01 trains, in ``RUNS`` order: all of them for ``None``, else ``names``
+    (its ``BD_RUNS`` parameter: a seed sweep of the AlexNet chain can skip ``ahm_ciresnet22``, which
+    only ResPUL in notebook 03 reads).  The ``HARDNESS_BANKS`` runs are required: Figs. 1 and 2 and
+    the hardness table come from them.  Unknown or missing names raise ``ValueError``."""
+    if names is None:
+        return list(RUNS)
+    if isinstance(names, str):
+        names = [names]
+    names = list(names)
+    unknown = [n for n in names if n not in RUNS]
+    if unknown:
+        raise ValueError(f"unknown BD run(s) {unknown}; valid: {', '.join(RUNS)}")
+    missing = [n for n in HARDNESS_BANKS if n not in names]
+    if missing:
+        raise ValueError(f"BD runs {missing} are required (Figs. 1, 2 and the batch hardness use their models); "
+                         f"got {names}")
+    return [n for n in RUNS if n in names]
+
+
 def checkpoint(profile: str, name: str) -> Path:
     """``checkpoints/<profile>/bd_<sampler>_<backbone>.pt`` of run ``name``."""
     sampler, backbone = _run(name)

@@ -45,6 +45,19 @@ def test_run_configs_and_checkpoints():
         bd_report.run_config(cfg, "ahm_resnet50")
 
 
+def test_select_runs_for_notebook_01_parameter():
+    assert bd_report.select_runs(None) == list(bd_report.RUNS)
+    # RUNS order whatever order the sweep names them in; ResPUL's CIResNet-22 BD can be skipped
+    assert bd_report.select_runs(["rss_alexnet", "ahm_alexnet"]) == ["ahm_alexnet", "rss_alexnet"]
+    assert bd_report.select_runs(["ahm_ciresnet22", "rss_alexnet", "ahm_alexnet"]) == list(bd_report.RUNS)
+    with pytest.raises(ValueError, match="unknown BD run.*ahm_resnet50"):
+        bd_report.select_runs(["ahm_alexnet", "rss_alexnet", "ahm_resnet50"])
+    with pytest.raises(ValueError, match=r"\[.rss_alexnet.\] are required"):
+        bd_report.select_runs(["ahm_alexnet", "ahm_ciresnet22"])
+    with pytest.raises(ValueError, match="required"):
+        bd_report.select_runs("ahm_alexnet")
+
+
 def test_three_runs_curves_hardness_summary_and_files(env):
     cfg, seqs = env
     assert bd_report.checkpoint_status(cfg, "ahm_alexnet") == "missing"
