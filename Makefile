@@ -51,9 +51,9 @@ lab: venv
 	$(VENV)/bin/jupyter lab --notebook-dir=notebooks
 
 bench: venv
-	$(PY) -m pulkit.bench tracker
-	$(PY) -m pulkit.bench ahm
-	$(PY) -m pulkit.bench train
+	$(PY) -m pulkit.tools.bench tracker
+	$(PY) -m pulkit.tools.bench ahm
+	$(PY) -m pulkit.tools.bench train
 
 clean-results:
 	rm -rf results/$(PROFILE) runs/$(PROFILE) checkpoints/$(PROFILE)

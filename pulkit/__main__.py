@@ -1,16 +1,18 @@
 """The ``pulkit`` command (also ``python -m pulkit``).
 
-    pulkit reproduce --profile cpu                 # every notebook in order, skipping up-to-date ones
-    pulkit reproduce --profile smoke --force       # re-run all
-    pulkit reproduce --profile cpu --only 04 -p SEED 1 -p DEVICE cuda
-    pulkit figures --profile cpu                   # re-export figures from saved results
-    pulkit bench tracker                           # benchmarks (``python -m pulkit.bench``)
+Subcommands ``reproduce`` (run the notebooks), ``figures`` (re-export figures from saved results)
+and ``bench`` (``python -m pulkit.tools.bench``); examples in docs/modules.md.
 """
 from __future__ import annotations
 
 import argparse
 import sys
 from pathlib import Path
+
+from pulkit.core.config import PROFILES
+from pulkit.figures import registry
+from pulkit.tools import bench
+from pulkit.tools import reproduce as rp
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--notebooks", type=Path, help="notebooks folder (default: the project's notebooks/)")
 
     fig = sub.add_parser("figures", help="re-export every registered figure from saved results",
-                         description="Rebuild every figure in pulkit.figures.FIGURES from results/<profile>/ "
+                         description="Rebuild every figure in pulkit.figures.registry.FIGURES from results/<profile>/ "
                                      "(no training) and save figures/<profile>/<name>.pdf and .png.")
     fig.add_argument("--profile", default="cpu")
     fig.add_argument("--only", nargs="+", metavar="NAME", help="export only these figures")
@@ -49,9 +51,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
-    from . import reproduce as rp
-    from .config import PROFILES
-
     if args.profile not in PROFILES:
         print(f"pulkit reproduce: unknown profile {args.profile!r}; valid: {', '.join(PROFILES)}", file=sys.stderr)
         return rp.EXIT_USAGE
@@ -79,13 +78,11 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 
 
 def cmd_figures(args: argparse.Namespace) -> int:
-    from . import figures
-
-    if not figures.FIGURES:
-        print("pulkit figures: no figure functions are registered in pulkit.figures.FIGURES yet")
+    if not registry.FIGURES:
+        print("pulkit figures: no figure functions are registered in pulkit.figures.registry.FIGURES yet")
         return 0
     try:
-        made, missing = figures.export_figures(args.profile, args.only, args.seed, args.out)
+        made, missing = registry.export_figures(args.profile, args.only, args.seed, args.out)
     except KeyError as e:
         print(f"pulkit figures: {e.args[0]}", file=sys.stderr)
         return 2
@@ -98,8 +95,6 @@ def cmd_figures(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from . import bench
-
     return bench.main(list(args.args))
 
 

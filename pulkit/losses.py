@@ -8,7 +8,6 @@ import torch
 import torch.nn.functional as F
 
 
-
 def balanced_bce(logits: torch.Tensor, labels: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
     """SiamFC's balanced logistic loss on response maps.
 

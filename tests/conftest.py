@@ -10,14 +10,14 @@ import cv2
 import numpy as np
 import pytest
 
-from pulkit import paths
+from pulkit.core import paths
 
 SHARED_SEQUENCES = ("otb/Crossing", "otb/Deer", "otb/Skating1", "vot/bag", "vot/ball1")
 
 
 @pytest.fixture(scope="session")
 def shared_root() -> Path:
-    """The bundled real sequences (``pulkit.paths.shared_sequences()``); FAILS when they are missing.
+    """The bundled real sequences (``pulkit.core.paths.shared_sequences()``); FAILS when they are missing.
 
     A missing data folder is a broken checkout, not a reason to skip: tests that need it must not pass silently.
     """

@@ -8,7 +8,7 @@ import pytest
 import torch
 import torchvision.transforms.v2.functional as TF
 
-from pulkit.config import AugmentConfig, load_config
+from pulkit.core.config import AugmentConfig, load_config
 from pulkit.data import augment as aug
 from pulkit.data.augment import RandomStretch, TwoViews, blur_kernel_size
 

@@ -8,17 +8,28 @@ import pandas as pd
 import pytest
 import torch
 
-import pulkit.train.bd as bd_mod
-from pulkit.config import load_config
+import pulkit.method.bd as bd_mod
+from pulkit.core.config import load_config
+from pulkit.core.provenance import seed_everything
 from pulkit.data.sequences import LabelAccessError, Sequence, unlabeled
+from pulkit.method.bd import (
+    bd_batches,
+    bd_candidates,
+    build_embedder,
+    embed_crops,
+    hardness_stats,
+    load_embedder,
+    load_projection,
+    log_path,
+    make_bank,
+    select_batch,
+    train_bd,
+)
+from pulkit.method.loop import NonFiniteLossError
+from pulkit.method.sampling import BankState
 from pulkit.models.backbones import build_backbone
 from pulkit.models.net import build_net, load_checkpoint, load_net
 from pulkit.models.projection import Embedder, ProjectionHead
-from pulkit.provenance import seed_everything
-from pulkit.sampling import BankState
-from pulkit.train.bd import (bd_batches, bd_candidates, build_embedder, embed_crops, hardness_stats,
-                             load_embedder, load_projection, log_path, make_bank, select_batch, train_bd)
-from pulkit.train.loop import NonFiniteLossError
 
 
 # --------------------------------------------------------------------------- fixtures

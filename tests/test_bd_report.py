@@ -1,4 +1,4 @@
-"""Notebook 01's steps (pulkit.bd_report): run configs, the three BD runs on a micro setup, logs as tables,
+"""Notebook 01's steps (pulkit.experiments.background_discrimination): run configs, the three BD runs on a micro setup, logs as tables,
 hardness by bank, summary, and the results files' round trip and errors."""
 from __future__ import annotations
 
@@ -8,12 +8,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pulkit.io import npz_bytes
-from pulkit import bd_report
-from pulkit.config import load_config
+from pulkit.core.config import load_config
+from pulkit.core.io import npz_bytes
+from pulkit.core.results import MissingResultsError, save_results
 from pulkit.data.sequences import Sequence
-from pulkit.notebook import MissingResultsError, save_results
-from pulkit.train.bd import bd_batches, log_path
+from pulkit.experiments import background_discrimination as bd_report
+from pulkit.method.bd import bd_batches, log_path
 
 
 @pytest.fixture
@@ -100,7 +100,7 @@ def test_three_runs_curves_hardness_summary_and_files(env):
     json.dumps(record)                                                           # JSON-ready as it is
 
     json_path, npz_path = bd_report.save_bd(cfg.profile, record, batches, cfg=cfg)
-    assert json_path.name == "01_bd.json" and npz_path.name == "01_bd_batches.npz"
+    assert json_path.name == "01_background_discrimination.json" and npz_path.name == "01_background_discrimination.npz"
     first = npz_path.read_bytes()
     bd_report.save_bd(cfg.profile, record, batches, cfg=cfg)
     assert npz_path.read_bytes() == first                                        # byte-reproducible
@@ -138,10 +138,10 @@ def test_missing_or_inconsistent_results_name_notebook_01(tmp_path, monkeypatch)
         bd_report.load_bd("smoke")
     assert e.value.notebook == "01_background_discrimination"
     record = {"batches": {"ahm": {"cand_ids": [0, 1]}, "rss": {"cand_ids": [2, 3]}}}
-    save_results("smoke", "01_bd", record)
+    save_results("smoke", "01_background_discrimination", record)
     with pytest.raises(MissingResultsError, match="--only 01") as e:           # the JSON without its npz
         bd_report.load_bd("smoke")
-    assert e.value.path.name == "01_bd_batches.npz"
+    assert e.value.path.name == "01_background_discrimination.npz"
     crops = {"ahm": {"crops": np.zeros((2, 5, 5, 3), np.uint8)}, "rss": {"crops": np.zeros((3, 5, 5, 3), np.uint8)}}
     with pytest.raises(ValueError, match="rss crops"):
         bd_report.save_bd("smoke", record, crops)
@@ -150,5 +150,5 @@ def test_missing_or_inconsistent_results_name_notebook_01(tmp_path, monkeypatch)
     with pytest.raises(ValueError, match="different runs"):
         bd_report.load_bd("smoke")
     bd_report.batches_path("smoke").write_bytes(b"not a zip")
-    with pytest.raises(ValueError, match="01_bd_batches.npz: not a readable"):
+    with pytest.raises(ValueError, match="01_background_discrimination.npz: not a readable"):
         bd_report.load_bd("smoke")

@@ -7,12 +7,12 @@ import math
 import numpy as np
 import pytest
 
-from pulkit import artifacts
-from pulkit import benchmarks_tables as bt
-from pulkit.config import load_config
+from pulkit.core import artifacts
+from pulkit.core.config import load_config
+from pulkit.core.io import to_json
+from pulkit.core.results import MissingResultsError
 from pulkit.data.sequences import read_got10k, read_vot
-from pulkit.io import to_json
-from pulkit.notebook import MissingResultsError
+from pulkit.experiments import benchmarks as bt
 
 
 # --------------------------------------------------------------------------- constructed results
@@ -154,7 +154,7 @@ def test_tracker_set_lists_missing_and_evaluates_shared_checkpoints_once(roots):
 def test_reference_trackers():
     import torch
 
-    from pulkit.evaluate import tracker_key
+    from pulkit.evaluation.outputs import tracker_key
 
     st = bt.StaticTracker()
     with pytest.raises(RuntimeError, match="before init"):

@@ -1,16 +1,15 @@
 """Candidate patches: geometry, texture prior, seeded determinism, crop cache."""
 from __future__ import annotations
 
-
 import cv2
 import numpy as np
 import pytest
 
-from pulkit.config import BDConfig
-from pulkit.data.candidates import CandidateCrops, gradient_magnitude, sample_candidates
+from pulkit.core.config import BDConfig
 from pulkit.data.crops import exemplar_crop
 from pulkit.data.images import read_rgb
 from pulkit.data.sequences import Sequence
+from pulkit.method.candidates import CandidateCrops, gradient_magnitude, sample_candidates
 
 
 def _write_video(folder, name, n=4, width=96, height=64, flat_left=False, seed=0):

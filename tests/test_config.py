@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pulkit import io as pio
-from pulkit import paths, provenance
-from pulkit.config import PROFILES, Config, ConfigError, load_config, tracker_defaults
+from pulkit.core import io as pio
+from pulkit.core import paths, provenance
+from pulkit.core.config import PROFILES, Config, ConfigError, load_config, tracker_defaults
 
 
 # --------------------------------------------------------------------------- config
@@ -187,7 +187,7 @@ def test_atomic_writes_get_ordinary_file_permissions(tmp_path):
     """mkstemp creates 0600 files; results and figures must be readable like any other file."""
     import os
 
-    from pulkit.io import write_json
+    from pulkit.core.io import write_json
 
     mask = os.umask(0o022)
     try:

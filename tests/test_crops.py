@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pulkit.config import ConfigError, check_crop_size
+from pulkit.core.config import ConfigError, check_crop_size
 from pulkit.data import crops
 
 

@@ -1,4 +1,4 @@
-"""Same numbers twice: ``pulkit.determinism.compare_trees`` on hand-made trees, and two real runs.
+"""Same numbers twice: ``pulkit.tools.determinism.compare_trees`` on hand-made trees, and two real runs.
 
 The last test runs a tiny pipeline (synthetic data, supervised training with checkpoints and log,
 a results JSON, an exported figure) twice in fresh processes with different hash seeds and
@@ -17,9 +17,9 @@ import numpy as np
 import pytest
 import torch
 
-from pulkit.determinism import compare_trees, main, value_diffs
-from pulkit.figures import new_figure, save_figure
-from pulkit.io import write_json
+from pulkit.core.io import write_json
+from pulkit.figures.style import new_figure, save_figure
+from pulkit.tools.determinism import compare_trees, main, value_diffs
 
 
 def _figure(value: float):
@@ -159,13 +159,13 @@ PIPELINE = textwrap.dedent('''
     import json, sys
     from pathlib import Path
     out = Path(sys.argv[1])
-    from pulkit.config import load_config
+    from pulkit.core.config import load_config
     from pulkit.data.sequences import read_got10k
     from pulkit.data.synthetic import generate_split
-    from pulkit.figures import new_figure, save_figure
+    from pulkit.figures.style import new_figure, save_figure
     from pulkit.models.net import load_net
-    from pulkit.notebook import save_results
-    from pulkit.train.supervised import log_path, train_supervised
+    from pulkit.core.results import save_results
+    from pulkit.method.supervised import log_path, train_supervised
 
     cfg = load_config("smoke", {"model": dict(exemplar_sz=95, instance_sz=127),
                                 "supervised": dict(steps=3, batch_size=2, checkpoint_every=2, log_every=1,
@@ -187,7 +187,7 @@ PIPELINE = textwrap.dedent('''
 def test_two_fresh_runs_give_identical_trees(tmp_path):
     script = tmp_path / "pipeline.py"
     script.write_text(PIPELINE)
-    from pulkit.provenance import git_commit
+    from pulkit.core.provenance import git_commit
 
     commit = git_commit()     # one commit for both runs, even if someone commits in between (shared checkouts)
     for run, hashseed in (("a", "1"), ("b", "2")):

@@ -13,11 +13,12 @@ import torch
 from got10k.experiments import ExperimentGOT10k
 from got10k.trackers import Tracker
 
-from pulkit import evaluate as ev
-from pulkit import got10k_compat as compat
-from pulkit import paths
-from pulkit.config import EvalConfig
+from pulkit.core import paths
+from pulkit.core.config import EvalConfig
 from pulkit.data.sequences import DataError, load_shared, read_otb, read_vot
+from pulkit.evaluation import got10k_compat as compat
+from pulkit import evaluation as ev
+from pulkit.figures import benchmarks as figs_bench
 
 
 # --------------------------------------------------------------------------- test trackers
@@ -379,7 +380,11 @@ def test_vot_polygon_overlap_with_self_intersecting_ground_truth():
     bowtie = np.array([0, 0, 2, 2, 2, 0, 0, 2], dtype=np.float64)
     assert ev.region_overlap([0, 0, 2, 2], bowtie) == pytest.approx(0.5)
     assert ev.region_overlap([0, 0, 2, 2], bowtie, bound=(1, 2)) == pytest.approx(0.5)
-    assert ev.region_overlap([0, 0, 2, 2], bowtie) == ev.region_overlap([0, 0, 2, 2], bowtie)
+    # lobes: (0,0)-(1,1)-(0,2) and (2,0)-(1,1)-(2,2), area 1 each.  [0,1]^2 holds the left lobe's part
+    # under y = 1 (area 1/2): IoU 0.5 / (2 + 1 - 0.5); [1,2]x[0,2] holds the right lobe: 1 / (2 + 2 - 1)
+    assert ev.region_overlap([0, 0, 1, 1], bowtie) == pytest.approx(0.5 / 2.5)
+    assert ev.region_overlap([1, 0, 1, 2], bowtie) == pytest.approx(1 / 3)
+    assert ev.region_overlap(bowtie, [0, 0, 1, 1]) == pytest.approx(0.2)      # symmetric
 
 
 def test_eao_pieces_directly():
@@ -408,14 +413,76 @@ def test_tables_and_plots(otb_seqs, tmp_path):
     df = ev.to_table(r)
     assert list(df.index) == ["Crossing", "Deer", "Skating1", "overall"]
     assert df.loc["overall", "success_auc"] == r["success_auc"]
-    fig = ev.plot_success({"static": r, "oracle": o})
+    fig = figs_bench.plot_success({"static": r, "oracle": o})
     labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
     assert labels[0].startswith("oracle [0.952]") and len(fig.axes[0].lines) == 2
-    fig = ev.plot_precision([r, o])
+    fig = figs_bench.plot_precision([r, o])
     assert len(fig.axes[0].lines) == 2
     assert not list(tmp_path.iterdir())  # nothing written
     vot = ev.evaluate_vot(Static(), _grey_vot(tmp_path / "v", n=12), progress=False)
     assert list(ev.to_table(vot).columns) == ["accuracy", "robustness", "failures", "eao", "speed_fps", "frames"]
-    assert len(ev.plot_eao_curve(vot).axes[0].lines) == 1
+    assert len(figs_bench.plot_eao_curve(vot).axes[0].lines) == 1
     with pytest.raises(ValueError, match="precision plots need OTB"):
-        ev.plot_precision(vot)
+        figs_bench.plot_precision(vot)
+
+
+# --------------------------------------------------------------------------- VOT: pooling over sequences
+class ScriptedPerSequence(Scripted):
+    """``Scripted`` with one script per sequence, told apart by the initial box's width."""
+
+    def __init__(self, scripts):
+        super().__init__({})
+        self.scripts = scripts
+
+    def init(self, image, box):
+        super().init(image, box)
+        self.shift = self.scripts[float(box[2])]
+
+
+def test_vot_pools_eao_fragments_and_length_weights_accuracy_over_sequences(tmp_path):
+    from pulkit.data.sequences import Sequence
+
+    # three grey sequences (frame f uniform 10 + 5 f, 120 x 80), static boxes of different widths
+    specs = {"a": (12, [30, 20, 40, 30], {4: 100.0, 9: 10.0}),    # fails at 4; 0.6 at 9 (10 px of 40)
+             "b": (8, [10, 10, 20, 20], {3: 5.0, 6: 5.0}),       # never fails; 0.6 at 3 and 6 (5 px of 20)
+             "c": (7, [50, 40, 30, 20], {2: 100.0, 6: 10.0})}    # fails at 2; 0.5 at 6 (10 px of 30)
+    seqs = []
+    for name, (n, box, _) in specs.items():
+        (tmp_path / name).mkdir()
+        frames = [tmp_path / name / f"{f:04d}.png" for f in range(n)]
+        for f, p in enumerate(frames):
+            cv2.imwrite(str(p), np.full((80, 120, 3), 10 + 5 * f, np.uint8))
+        seqs.append(Sequence(name, frames, boxes=np.tile(np.asarray(box, dtype=np.float64), (n, 1))))
+    tracker = ScriptedPerSequence({float(box[2]): shifts for _, box, shifts in specs.values()})
+    cfg = EvalConfig(vot_burnin=2, vot_skip_after_failure=2, vot_eao_interval=(1, 5))
+    r = ev.evaluate_vot(tracker, seqs, cfg=cfg, progress=False)
+
+    # by hand.  a: init 0, fail 4, skip 5, init 6; burn-in leaves out 0-1 and 6-7: scored 2, 3, 8, 9 (0.6), 10, 11
+    # b: init 0; scored 2..7 with 0.6 at 3 and 6.  c: init 0, fail 2, skip 3, init 4; scored only 6 (0.5)
+    s = r["sequences"]
+    assert [s[k]["init_frames"] for k in "abc"] == [[0, 6], [0], [0, 4]]
+    assert [s[k]["failure_frames"] for k in "abc"] == [[4], [], [2]]
+    acc = {"a": 5.6 / 6, "b": 5.2 / 6, "c": 0.5}
+    for k in "abc":
+        assert s[k]["accuracy"] == pytest.approx(acc[k]) and s[k]["frames"] == specs[k][0]
+    # overall accuracy and robustness weigh each sequence by its length (12, 8, 7), not equally
+    assert r["accuracy"] == pytest.approx((12 * 5.6 / 6 + 8 * 5.2 / 6 + 7 * 0.5) / 27)
+    assert r["accuracy"] != pytest.approx(np.mean(list(acc.values())))
+    assert r["robustness"] == pytest.approx((12 * 1 + 8 * 0 + 7 * 1) / 27) and r["failures"] == 2
+    assert r["frames"] == 27
+
+    # EAO pools the 5 fragments of all sequences, each with weight 1 (overlap at the init frame: 0):
+    # a: [0 1 1 1] failed, [0 1 1 .6 1 1] to the end; b: [0 1 1 .6 1 1 .6 1] to the end; c: [0 1] failed, [0 1 .5]
+    frags = [([0, 1, 1, 1], True), ([0, 1, 1, .6, 1, 1], False), ([0, 1, 1, .6, 1, 1, .6, 1], False),
+             ([0, 1], True), ([0, 1, .5], False)]
+    phi = []
+    for N in range(1, 8):
+        # a failed fragment counts at every N (zeros after its failure), a finished one only while N < its length
+        vals = [sum(o[1:N + 1]) / N for o, failed in frags if failed or N < len(o)]
+        phi.append(sum(vals) / len(vals))
+    assert phi[:5] == pytest.approx([1.0, 4.25 / 5, (1 + 5.2 / 3 + 1 / 3) / 4, 2.8 / 4, 2.64 / 4])
+    np.testing.assert_allclose(r["eao_curve"], [0.0] + phi, rtol=0, atol=1e-12)
+    assert r["eao"] == pytest.approx(np.mean(phi[:5]))
+    # pooling per fragment, not per sequence: at N = 2, a per-sequence mean would give (1 + 1 + 0.625) / 3
+    assert r["eao_curve"][2] == pytest.approx(0.85) and r["eao_curve"][2] != pytest.approx(2.625 / 3)
+    assert r["eao_interval_used"] == [1, 5]

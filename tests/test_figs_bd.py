@@ -1,4 +1,4 @@
-"""Figs. 1 and 2 and the BD training plots (pulkit.figs_bd): from constructed batches and from saved files."""
+"""Figs. 1 and 2 and the BD training plots (pulkit.figures.background_discrimination): from constructed batches and from saved files."""
 from __future__ import annotations
 
 import numpy as np
@@ -6,9 +6,11 @@ import pandas as pd
 import pytest
 from matplotlib.patches import Rectangle
 
-from pulkit import bd_report, figs_bd
-from pulkit.figures import FIGURES, NR, export_figures
-from pulkit.notebook import MissingResultsError
+from pulkit.core.results import MissingResultsError
+from pulkit.experiments import background_discrimination as bd_report
+from pulkit.figures import background_discrimination as figs_bd
+from pulkit.figures.style import NR
+from pulkit.figures.registry import FIGURES, export_figures
 
 
 def batches(b: int = 7, side: int = 15, seed: int = 0) -> dict:
@@ -92,7 +94,7 @@ def test_figures_rebuild_from_saved_files(tmp_path, monkeypatch):
         with pytest.raises(MissingResultsError, match="01_background_discrimination"):
             FIGURES[name]("smoke")
     with pytest.raises(MissingResultsError, match="01_background_discrimination"):
-        figs_bd.curves_from_results("smoke")
+        figs_bd.bd_curves_from_results("smoke")
     made, missing = export_figures("smoke", ["fig1_ahm_batch", "fig2_rss_batch"], seed=0)
     assert not made and set(missing) == {"fig1_ahm_batch", "fig2_rss_batch"}
 
@@ -105,7 +107,7 @@ def test_figures_rebuild_from_saved_files(tmp_path, monkeypatch):
     assert np.array_equal(_image(fig1), _image(figs_bd.fig1_ahm_batch(data)))
     assert fig1.axes[0].get_title() == figs_bd.fig1_ahm_batch(data).axes[0].get_title()
     assert np.array_equal(_image(FIGURES["fig2_rss_batch"]("smoke")), figs_bd.mosaic(data["rss"]["crops"])[0])
-    assert len(figs_bd.curves_from_results("smoke").axes[0].lines) == 2
+    assert len(figs_bd.bd_curves_from_results("smoke").axes[0].lines) == 2
     assert len(figs_bd.hardness_from_results("smoke").axes[0].containers) == 4
     made, missing = export_figures("smoke", ["fig1_ahm_batch", "fig2_rss_batch"], seed=0)
     assert not missing and all(p.is_file() for pair in made.values() for p in pair)

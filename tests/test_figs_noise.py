@@ -6,9 +6,10 @@ import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 
-from pulkit import figs_noise
-from pulkit.figures import BCE, FIGURES, NR, export_figures
-from pulkit.notebook import MissingResultsError, save_results
+from pulkit.core.results import MissingResultsError, save_results
+from pulkit.figures import noise_robustness as figs_noise
+from pulkit.figures.style import BCE, NR
+from pulkit.figures.registry import FIGURES, export_figures
 
 
 def _table():
@@ -32,7 +33,7 @@ def _examples(levels=(0, 50)):
 
 
 def test_fig6_from_a_table():
-    fig = figs_noise.plot_fig6(_table())
+    fig = figs_noise.fig6_auc_vs_noise(_table())
     assert isinstance(fig, Figure)
     ax = fig.axes[0]
     colors = {line.get_color() for line in ax.get_lines()}
@@ -42,24 +43,24 @@ def test_fig6_from_a_table():
     t = _table()
     b, r = t[(t.loss == "bce") & (t.noise == 50)].auc.mean(), t[(t.loss == "nr") & (t.noise == 50)].auc.mean()
     assert f"{100 * (r - b) / b:+.1f} %" in gains
-    assert isinstance(figs_noise.plot_fig6(_table().to_dict("records")), Figure)      # records work too
+    assert isinstance(figs_noise.fig6_auc_vs_noise(_table().to_dict("records")), Figure)      # records work too
     with pytest.raises(ValueError, match="auc"):
-        figs_noise.plot_fig6(pd.DataFrame({"loss": ["nr"], "noise": [0], "seed": [0]}))
+        figs_noise.fig6_auc_vs_noise(pd.DataFrame({"loss": ["nr"], "noise": [0], "seed": [0]}))
 
 
 def test_fig3_and_fig4_from_examples():
     ex = _examples()
-    fig3 = figs_noise.plot_fig3(ex)
+    fig3 = figs_noise.fig3_noise_response_maps(ex)
     assert len(fig3.axes) == 2 * 3 * 2                     # 2 frames x 2 levels x (frame, NR map, BCE map)
-    fig4 = figs_noise.plot_fig4(ex)
+    fig4 = figs_noise.fig4_noise50(ex)
     assert len(fig4.axes) == 2 * 3
     edge = {tuple(np.round(p.get_edgecolor()[:3], 3)) for p in fig4.axes[0].patches}
     assert len(edge) == 4                                  # noisy GT, true GT, NR, BCE
     with pytest.raises(ValueError, match="noise level"):
-        figs_noise.plot_fig4(ex, level=25)
+        figs_noise.fig4_noise50(ex, level=25)
     no_image = {**ex, "picks": [{k: v for k, v in p.items() if k != "image"} for p in ex["picks"]]}
     with pytest.raises(ValueError, match="load_examples"):
-        figs_noise.plot_fig3(no_image)
+        figs_noise.fig3_noise_response_maps(no_image)
 
 
 @pytest.fixture
@@ -77,19 +78,19 @@ def test_missing_results_name_notebook_04(results):
         with pytest.raises(MissingResultsError, match="04") as e:
             FIGURES[name]("smoke")
         assert e.value.notebook == "04_noise_robustness"
-    save_results("smoke", "04_noise", {"runs": _table().to_dict("records")})
+    save_results("smoke", "04_noise_robustness", {"runs": _table().to_dict("records")})
     assert isinstance(FIGURES["fig6_auc_vs_noise"]("smoke"), Figure)
     with pytest.raises(MissingResultsError, match="04_noise_robustness"):   # no examples in the JSON
         FIGURES["fig3_noise_response_maps"]("smoke")
 
 
 def test_figures_rebuild_from_saved_files(results):
-    from pulkit.io import write_npz
-    from pulkit.noise import split_examples
+    from pulkit.core.io import write_npz
+    from pulkit.experiments.noise_robustness import split_examples
 
     record, images = split_examples(_examples())
-    save_results("smoke", "04_noise", {"runs": _table().to_dict("records"), "examples": record})
-    with pytest.raises(MissingResultsError, match="04_noise_examples.npz"):
+    save_results("smoke", "04_noise_robustness", {"runs": _table().to_dict("records"), "examples": record})
+    with pytest.raises(MissingResultsError, match="04_noise_robustness.npz"):
         FIGURES["fig4_noise50"]("smoke")
     path = write_npz(figs_noise.examples_path("smoke"), images)
     first = path.read_bytes()
@@ -105,6 +106,6 @@ def test_figures_module_does_not_import_torch():
     import subprocess
     import sys
 
-    code = "import sys, pulkit.figures; print('torch' in sys.modules)"
+    code = "import sys, pulkit.figures.style; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

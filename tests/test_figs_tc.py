@@ -7,10 +7,11 @@ import pytest
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from pulkit import figs_tc, pipeline
-from pulkit.figures import FIGURES, export_figures
-from pulkit.io import write_npz
-from pulkit.notebook import MissingResultsError, save_results
+from pulkit.core.io import write_npz
+from pulkit.core.results import MissingResultsError, save_results
+from pulkit.experiments import temporal_correspondence as pipeline
+from pulkit.figures import temporal_correspondence as figs_tc
+from pulkit.figures.registry import FIGURES, export_figures
 
 
 def _gallery(rounds=(1, 2), per_round=4, sz=24):
@@ -41,7 +42,7 @@ def _curve(rounds=2, steps=5, start=1.0):
 # --------------------------------------------------------------------------- constructed data
 def test_gallery_from_constructed_data():
     g = _gallery()
-    fig = figs_tc.plot_pairs_gallery(g, ncols=3)
+    fig = figs_tc.tc_pairs_gallery(g, ncols=3)
     assert isinstance(fig, Figure)
     assert len(fig.axes) == 4 * 6                          # 2 rounds x 2 rows (4 pairs, 3 per row) x 6 axes
     shown = [ax for ax in fig.axes if ax.images]
@@ -52,32 +53,32 @@ def test_gallery_from_constructed_data():
     assert len(boxes) == len(shown)                        # the mined box outlined in each crop
     w = boxes[0].get_width()                               # 20 x 16 box, context 0.5: side sqrt(38 * 34)
     assert w == pytest.approx(20 * 24 / np.sqrt(38 * 34))
-    no_context = figs_tc.plot_pairs_gallery({"pairs": g["pairs"][:1]})
+    no_context = figs_tc.tc_pairs_gallery({"pairs": g["pairs"][:1]})
     assert not [p for ax in no_context.axes for p in ax.patches]
 
 
 def test_gallery_refuses_bad_input():
     with pytest.raises(ValueError, match="no mined pairs"):
-        figs_tc.plot_pairs_gallery({"pairs": []})
+        figs_tc.tc_pairs_gallery({"pairs": []})
     g = _gallery(per_round=1)
     with pytest.raises(ValueError, match="lacks"):
-        figs_tc.plot_pairs_gallery({"pairs": [{k: v for k, v in g["pairs"][0].items() if k != "x"}]})
+        figs_tc.tc_pairs_gallery({"pairs": [{k: v for k, v in g["pairs"][0].items() if k != "x"}]})
     with pytest.raises(ValueError, match="H x W x 3"):
-        figs_tc.plot_pairs_gallery({"pairs": [{**g["pairs"][0], "z": np.zeros((5, 5))}]})
+        figs_tc.tc_pairs_gallery({"pairs": [{**g["pairs"][0], "z": np.zeros((5, 5))}]})
 
 
 def test_mining_error_from_constructed_data():
-    fig = figs_tc.plot_mining_error(_report())
+    fig = figs_tc.tc_mining_error(_report())
     err, iou = fig.axes[:2]
     assert len(err.get_lines()) == len(iou.get_lines()) == 4              # one line per fixed k
     line = next(ln for ln in err.get_lines() if ln.get_label() == "k = 10")
     np.testing.assert_allclose(line.get_xdata(), [1, 2, 3])
     np.testing.assert_allclose(line.get_ydata(), [20.0, 10.0, 20.0 / 3])   # the mean rows only
-    assert isinstance(figs_tc.plot_mining_error(_report().to_dict("records")), Figure)
+    assert isinstance(figs_tc.tc_mining_error(_report().to_dict("records")), Figure)
     with pytest.raises(ValueError, match="mean"):
-        figs_tc.plot_mining_error(_report().query("sequence != 'mean'"))
+        figs_tc.tc_mining_error(_report().query("sequence != 'mean'"))
     with pytest.raises(ValueError, match="lacks columns"):
-        figs_tc.plot_mining_error(pd.DataFrame({"round": [1]}))
+        figs_tc.tc_mining_error(pd.DataFrame({"round": [1]}))
 
 
 def test_training_curves_from_constructed_data():
@@ -105,7 +106,7 @@ def results(tmp_path, monkeypatch):
 def test_figures_rebuild_from_saved_files(results):
     record, images = pipeline.split_gallery(_gallery())
     write_npz(pipeline.gallery_path("smoke"), images)
-    save_results("smoke", "02_tc", {"gallery": record, "mining_quality": _report().to_dict("records"),
+    save_results("smoke", "02_temporal_correspondence", {"gallery": record, "mining_quality": _report().to_dict("records"),
                                     "curve": _curve()}, seed=0)
     save_results("smoke", "03_training", {"runs": [{"name": "ResPUL", "curve": _curve()},
                                                    {"name": "SiamFC (supervised)", "curve": _curve(1)}]}, seed=0)
@@ -126,7 +127,7 @@ def test_missing_files_name_the_notebook(results):
     with pytest.raises(MissingResultsError, match="03_training"):
         FIGURES["training_curves"]("smoke")
     record, _ = pipeline.split_gallery(_gallery())
-    save_results("smoke", "02_tc", {"gallery": record, "mining_quality": [], "curve": []}, seed=0)
+    save_results("smoke", "02_temporal_correspondence", {"gallery": record, "mining_quality": [], "curve": []}, seed=0)
     with pytest.raises(MissingResultsError, match="crops of the pairs gallery") as e:   # json without its npz
         figs_tc.load_gallery("smoke")
     assert e.value.notebook == "02_temporal_correspondence"
@@ -138,9 +139,9 @@ def test_missing_files_name_the_notebook(results):
 def test_gallery_pdf_embeds_crops_at_their_own_resolution(tmp_path):
     """Photo crops resampled to the figure dpi made the committed cpu gallery 2 MB (CI's tracked-file cap);
     embedded natively, the PDF stays near the crops' raw bytes."""
-    from pulkit.figures import save_figure
+    from pulkit.figures.style import save_figure
 
     g = _gallery(rounds=(1, 2, 3), per_round=6, sz=103)           # the cpu profile's gallery shape
     raw = sum(p[k].nbytes for p in g["pairs"] for k in ("z", "x"))
-    pdf, png = save_figure(figs_tc.plot_pairs_gallery(g), "gallery", "test", 0, out_dir=tmp_path)
+    pdf, png = save_figure(figs_tc.tc_pairs_gallery(g), "gallery", "test", 0, out_dir=tmp_path)
     assert pdf.stat().st_size < 1.3 * raw, (pdf.stat().st_size, raw)

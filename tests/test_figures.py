@@ -6,9 +6,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pulkit import figures
 from pulkit.__main__ import main
-from pulkit.notebook import save_results
+from pulkit.core.results import save_results
+from pulkit.figures import data as figures_data
+from pulkit.figures import registry as figures_registry
+from pulkit.figures import style as figures
 
 
 def sample_figure():
@@ -70,7 +72,7 @@ def test_plot_sample_frames_draws_boxes(synthetic_split):
 
     seqs = read_got10k(synthetic_split)
     seqs[1].boxes[:] = np.nan                                  # an absent target is labelled, not boxed
-    fig = figures.plot_sample_frames(seqs[:2], n_frames=3)
+    fig = figures_data.plot_sample_frames(seqs[:2], n_frames=3)
     axes = fig.get_axes()
     assert len(axes) == 6
     assert all(len(ax.patches) == 1 for ax in axes[:3])
@@ -78,17 +80,17 @@ def test_plot_sample_frames_draws_boxes(synthetic_split):
     x, y, w, h = seqs[0].boxes[0]
     assert axes[0].patches[0].get_xy() == (x - 0.5, y - 0.5) and axes[0].patches[0].get_width() == w
     with pytest.raises(ValueError):
-        figures.plot_sample_frames([])
+        figures_data.plot_sample_frames([])
 
 
 def test_export_figures_reports_missing_results(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("PULKIT_RESULTS", str(tmp_path / "results"))
     monkeypatch.setenv("PULKIT_FIGURES", str(tmp_path / "figures"))
-    from pulkit.notebook import load_results
+    from pulkit.core.results import load_results
 
     def from_saved(profile):
         fig, axes = figures.new_figure(1, 1, width=3)
-        axes[0, 0].bar([0, 1], load_results(profile, "04_noise")["auc"])
+        axes[0, 0].bar([0, 1], load_results(profile, "04_noise_robustness")["auc"])
         return fig
 
     def from_missing(profile):
@@ -96,8 +98,8 @@ def test_export_figures_reports_missing_results(tmp_path, monkeypatch, capsys):
         raise AssertionError("unreachable")
 
     registry = {"fig6_noise_auc": from_saved, "fig5_qualitative": from_missing}
-    save_results("smoke", "04_noise", {"auc": [0.4, 0.5]}, seed=3)
-    made, missing = figures.export_figures("smoke", registry=registry)
+    save_results("smoke", "04_noise_robustness", {"auc": [0.4, 0.5]}, seed=3)
+    made, missing = figures_registry.export_figures("smoke", registry=registry)
     assert set(made) == {"fig6_noise_auc"} and set(missing) == {"fig5_qualitative"}
     assert missing["fig5_qualitative"].notebook == "06_qualitative"
     assert Image.open(made["fig6_noise_auc"][1]).text["pulkit:seed"] == "3"   # the results' seed
@@ -123,7 +125,7 @@ def test_export_figures_draws_in_the_house_style_without_leaking_it(tmp_path, mo
         return fig
 
     with matplotlib.rc_context({"font.sans-serif": ["Bitstream Vera Sans"], "savefig.dpi": 72}):
-        figures.export_figures("smoke", registry={"probe": probe}, seed=0)
+        figures_registry.export_figures("smoke", registry={"probe": probe}, seed=0)
         assert matplotlib.rcParams["savefig.dpi"] == 72                     # not leaked to the caller
     assert seen["font"][0] == figures.FONT and seen["dpi"] == figures.DPI
 

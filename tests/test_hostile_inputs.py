@@ -9,8 +9,17 @@ import numpy as np
 import pytest
 
 from pulkit.data.images import ImageError, read_rgb
-from pulkit.data.sequences import (HOSTILE_INPUTS, DataError, iter_frames, read_got10k, read_otb, read_otb_sequence,
-                                   read_vid, read_vot, read_vot_sequence)
+from pulkit.data.sequences import (
+    HOSTILE_INPUTS,
+    DataError,
+    iter_frames,
+    read_got10k,
+    read_otb,
+    read_otb_sequence,
+    read_vid,
+    read_vot,
+    read_vot_sequence,
+)
 
 BOX = [[11, 6, 20, 10]]
 

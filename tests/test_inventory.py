@@ -6,8 +6,8 @@ import json
 import numpy as np
 import pytest
 
-from pulkit import paths
-from pulkit.config import load_config
+from pulkit.core import paths
+from pulkit.core.config import load_config
 from pulkit.data.inventory import dataset_root, inventory, profile_sequences, samples, validate
 from pulkit.data.sequences import DataError
 

@@ -31,27 +31,27 @@ import pytest
 import torch
 from nbformat.v4 import new_code_cell, new_notebook
 
-import pulkit.train.supervised as sup_mod
-from pulkit import reproduce as rp
-from pulkit.config import load_config
+import pulkit.method.supervised as sup_mod
+from pulkit.core.config import load_config
 from pulkit.data.sequences import read_got10k
 from pulkit.data.synthetic import generate_split
+from pulkit.method.loop import is_complete
+from pulkit.method.supervised import log_path, matches, run_config, train_supervised
 from pulkit.models.net import load_checkpoint
-from pulkit.train.loop import is_complete
-from pulkit.train.supervised import log_path, matches, run_config, train_supervised
+from pulkit.tools import reproduce as rp
 
 STEPS, EVERY = 12, 4
 TINY = {"model": dict(exemplar_sz=95, instance_sz=127),
         "supervised": dict(steps=STEPS, batch_size=2, checkpoint_every=EVERY, log_every=1, max_gap=3)}
 
-# Child prelude: optional per-batch delay, and an fsync trap that hangs inside pulkit.io's atomic write.
+# Child prelude: optional per-batch delay, and an fsync trap that hangs inside pulkit.core.io's atomic write.
 PRELUDE = textwrap.dedent('''
     import os, sys, time, types
     from pathlib import Path
-    import pulkit.io as pio
+    import pulkit.core.io as pio
 
     def trap_fsync(at, marker):
-        """The at-th fsync of pulkit.io (1-based) writes `marker` and hangs: a kill then lands mid-write."""
+        """The at-th fsync of pulkit.core.io (1-based) writes `marker` and hangs: a kill then lands mid-write."""
         count = [0]
         def fsync(fd):
             count[0] += 1
@@ -66,10 +66,10 @@ PRELUDE = textwrap.dedent('''
 
 TRAIN = PRELUDE + textwrap.dedent('''
     import json
-    from pulkit.config import load_config
-    from pulkit.data.pairs import GroundTruthPairs
+    from pulkit.core.config import load_config
+    from pulkit.method.pairs import GroundTruthPairs
     from pulkit.data.sequences import read_got10k
-    from pulkit.train.supervised import train_supervised
+    from pulkit.method.supervised import train_supervised
 
     data, ckpt, tiny, trap_at, marker = sys.argv[1:6]
     delay = float(os.environ.get("PULKIT_TEST_STEP_DELAY", "0"))
@@ -82,8 +82,23 @@ TRAIN = PRELUDE + textwrap.dedent('''
     train_supervised(cfg, read_got10k(data, subset="train"), ckpt, loss="bce", progress=False)
 ''')
 
+TC_ROUND = PRELUDE + textwrap.dedent('''
+    import json
+    from pulkit.core.config import load_config
+    from pulkit.data.sequences import Sequence
+    from pulkit.method import tc
+
+    videos, init, out, over = sys.argv[1:5]
+    delay = float(os.environ.get("PULKIT_TEST_STEP_DELAY", "0"))
+    nce = tc.infonce                       # called once per training step: the slow-down hook
+    tc.infonce = lambda *a, **k: (time.sleep(delay), nce(*a, **k))[1]
+    seqs = [Sequence(d.name, sorted(d.glob("*.png"))) for d in sorted(Path(videos).iterdir())]
+    tc.run_progressive(load_config("smoke", json.loads(over), device="cpu"), init, seqs, out, device="cpu",
+                       progress=False)
+''')
+
 EXPORT = PRELUDE + textwrap.dedent('''
-    from pulkit.figures import new_figure, save_figure
+    from pulkit.figures.style import new_figure, save_figure
 
     out, mode, marker = sys.argv[1:4]
 
@@ -147,6 +162,19 @@ def logged_steps(path: Path) -> list[int]:
     return steps
 
 
+KILL_SEED = 20210619   # kill timings are drawn from this seed; PULKIT_TEST_KILL_SEED=<n> replays another draw
+
+
+def kill_delay(low: float, high: float, what: str) -> tuple[float, str]:
+    """A seeded random delay before a kill, and a note naming the seed (printed, and put in assertion
+    messages, so a failure says how to replay it)."""
+    seed = int(os.environ.get("PULKIT_TEST_KILL_SEED", KILL_SEED))
+    delay = float(np.random.default_rng(seed).uniform(low, high))
+    note = f"[{what}: killed {delay:.4f} s after the trigger; seed {seed}, replay with PULKIT_TEST_KILL_SEED={seed}]"
+    print(note)
+    return delay, note
+
+
 def final_names(folder: Path) -> list[str]:
     """Files under ``folder`` that are not dot-named temporaries of an atomic write."""
     return sorted(p.name for p in folder.iterdir() if not p.name.startswith("."))
@@ -193,10 +221,10 @@ def resume(cfg, data, ckpt, monkeypatch) -> list:
     return results
 
 
-def assert_same_weights(ckpt: Path, reference) -> None:
+def assert_same_weights(ckpt: Path, reference, note: str = "") -> None:
     got = load_checkpoint(ckpt)["model"]
     assert got.keys() == reference.keys()
-    assert all(torch.equal(got[k], reference[k]) for k in got), "resumed weights differ from the uninterrupted run"
+    assert all(torch.equal(got[k], reference[k]) for k in got), f"resumed weights differ from the uninterrupted run {note}"
 
 
 def test_killed_training_resumes_from_its_last_checkpoint(cfg, data, reference, tmp_path, monkeypatch):
@@ -205,23 +233,24 @@ def test_killed_training_resumes_from_its_last_checkpoint(cfg, data, reference, 
     # kill somewhere in the second checkpoint interval, after the first checkpoint (step 4) is written
     wait_for(lambda: log_path(ckpt).is_file() and len(logged_steps(log_path(ckpt))) >= EVERY + 2, proc,
              what="step 6 in the training log")
-    time.sleep(float(np.random.default_rng().uniform(0, 0.1)))
+    delay, note = kill_delay(0, 0.1, "training")
+    time.sleep(delay)
     kill(proc)
 
     state = load_checkpoint(ckpt)                 # the file under the final name is whole
     saved = int(state["step"])
     last = max(logged_steps(log_path(ckpt)))
-    assert saved % EVERY == 0 and EVERY <= saved < STEPS
-    assert 0 <= last - saved <= EVERY, f"lost {last - saved} steps, more than one checkpoint interval"
-    assert not state.get("complete") and not is_complete(ckpt)
-    assert not matches(ckpt, run_config(cfg, "bce"))      # a later stage does not trust it
-    assert final_names(ckpt.parent) == ["sup_bce.jsonl", "sup_bce.pt"]
+    assert saved % EVERY == 0 and EVERY <= saved < STEPS, (saved, note)
+    assert 0 <= last - saved <= EVERY, f"lost {last - saved} steps, more than one checkpoint interval {note}"
+    assert not state.get("complete") and not is_complete(ckpt), note
+    assert not matches(ckpt, run_config(cfg, "bce")), note      # a later stage does not trust it
+    assert final_names(ckpt.parent) == ["sup_bce.jsonl", "sup_bce.pt"], note
 
     (result,) = resume(cfg, data, ckpt, monkeypatch)
-    assert result.resumed_from == saved and result.complete
-    assert logged_steps(log_path(ckpt)) == list(range(1, STEPS + 1))     # every step logged once
-    assert is_complete(ckpt) and matches(ckpt, run_config(cfg, "bce"))
-    assert_same_weights(ckpt, reference)
+    assert result.resumed_from == saved and result.complete, note
+    assert logged_steps(log_path(ckpt)) == list(range(1, STEPS + 1)), note     # every step logged once
+    assert is_complete(ckpt) and matches(ckpt, run_config(cfg, "bce")), note
+    assert_same_weights(ckpt, reference, note)
 
     before = ckpt.stat()
     assert resume(cfg, data, ckpt, monkeypatch) == []     # complete: reused, the loop is not even entered
@@ -231,7 +260,7 @@ def test_killed_training_resumes_from_its_last_checkpoint(cfg, data, reference, 
 
 def test_kill_inside_a_checkpoint_write_keeps_the_previous_checkpoint(cfg, data, reference, tmp_path, monkeypatch):
     ckpt, marker = tmp_path / "run" / "sup_bce.pt", tmp_path / "in_write"
-    # pulkit.io's fsyncs in this run: 1 = the checkpoint of step 4, 2 = the checkpoint of step 8
+    # pulkit.core.io's fsyncs in this run: 1 = the checkpoint of step 4, 2 = the checkpoint of step 8
     proc = spawn(tmp_path, TRAIN, data, ckpt, json.dumps(TINY), 2, marker)
     wait_for(marker.is_file, proc, what="the second checkpoint write")
     kill(proc)
@@ -247,11 +276,88 @@ def test_kill_inside_a_checkpoint_write_keeps_the_previous_checkpoint(cfg, data,
     assert_same_weights(ckpt, reference)
 
 
+def test_kill_delay_replays_from_its_seed(monkeypatch):
+    monkeypatch.setenv("PULKIT_TEST_KILL_SEED", "123")
+    d1, note = kill_delay(0.0, 1.0, "x")
+    d2, _ = kill_delay(0.0, 1.0, "x")
+    assert d1 == d2 == float(np.random.default_rng(123).uniform(0.0, 1.0)) and "PULKIT_TEST_KILL_SEED=123" in note
+    monkeypatch.delenv("PULKIT_TEST_KILL_SEED")
+    assert kill_delay(0.0, 1.0, "x")[0] == float(np.random.default_rng(KILL_SEED).uniform(0.0, 1.0))
+
+
+# --------------------------------------------------------------------------- a TC round
+TC_STEPS = 6
+TC_TINY = {"model": dict(exemplar_sz=103, instance_sz=167),
+           "mining": dict(spans=(1,), candidates_per_video=2, start_stride=2, scale_num=1, response_up=4,
+                          confidence="cosine", min_response=-1.0, fb_iou=0.0),
+           "tc": dict(rounds=1, steps_per_round=TC_STEPS, batch_size=3, checkpoint_every=1, log_every=1),
+           "bd": dict(bank_batch=8, exclude_frames=2, separation_frames=2, bank_refresh=2)}
+
+
+def test_killed_tc_round_resumes_bitwise(tmp_path, monkeypatch):
+    """SIGKILL a progressive TC run mid-round; resumed here it reuses the mined pairs and ends with the
+    uninterrupted run's weights, projection head, AHM bank, head calibration and log."""
+    import cv2
+
+    from pulkit.data.sequences import Sequence
+    from pulkit.method import tc
+    from pulkit.models.net import build_net, save_checkpoint
+
+    monkeypatch.setenv("PULKIT_DATA", str(tmp_path / "cache"))
+    rng = np.random.default_rng(0)
+    for v in range(3):                     # three panning videos of smooth texture, 6 frames
+        big = cv2.GaussianBlur(rng.integers(0, 256, (120, 160, 3), dtype=np.uint8), (5, 5), 0)
+        (tmp_path / "videos" / f"v{v}").mkdir(parents=True)
+        for i in range(6):
+            cv2.imwrite(str(tmp_path / "videos" / f"v{v}" / f"{i:04d}.png"), big[i * 2:i * 2 + 72, i * 3:i * 3 + 96])
+    seqs = [Sequence(d.name, sorted(d.glob("*.png"))) for d in sorted((tmp_path / "videos").iterdir())]
+    cfg = load_config("smoke", TC_TINY, device="cpu")
+    torch.manual_seed(0)
+    init = save_checkpoint(tmp_path / "bd.pt", build_net(cfg.model), cfg, stage="bd/ahm")
+    (ref,) = tc.run_progressive(cfg, init, seqs, tmp_path / "ref", device="cpu", progress=False)
+
+    out = tmp_path / "run"
+    ckpt = out / "tc_round1.pt"
+    proc = spawn(tmp_path, TC_ROUND, tmp_path / "videos", init, out, json.dumps(TC_TINY), PULKIT_TEST_STEP_DELAY=0.3)
+    wait_for(lambda: tc.log_path(ckpt).is_file() and len(logged_steps(tc.log_path(ckpt))) >= 2, proc,
+             what="step 2 in the TC log")
+    delay, note = kill_delay(0, 0.3, "TC round")
+    time.sleep(delay)
+    kill(proc)
+
+    state = load_checkpoint(ckpt)
+    saved = int(state["step"])
+    assert 1 <= saved < TC_STEPS and not state["complete"], (saved, note)   # step 1 checkpointed before step 2
+    assert max(logged_steps(tc.log_path(ckpt))) - saved <= 1, note          # checkpoint_every = 1
+    assert not (out / "tc_round1.json").exists(), note
+    pairs = out / f"pairs_round1{tc.pairs_suffix()}"
+    mined = pairs.read_bytes()
+
+    def mined_again(*a, **k):
+        raise AssertionError(f"the killed round's pairs were mined again {note}")
+
+    monkeypatch.setattr(tc, "mine_pairs", mined_again)
+    (resumed,) = tc.run_progressive(cfg, init, seqs, out, device="cpu", progress=False)
+    assert pairs.read_bytes() == mined == (tmp_path / "ref" / pairs.name).read_bytes(), note
+    a, b = load_checkpoint(ref), load_checkpoint(resumed)
+    assert b["complete"] and b["step"] == TC_STEPS, note
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"]), f"weights differ {note}"
+    proj_a, proj_b = a["extra"]["projection"], b["extra"]["projection"]
+    assert all(torch.equal(proj_a[k], proj_b[k]) for k in proj_a), f"projection heads differ {note}"
+    assert a["extra"]["bank"]["step"] == b["extra"]["bank"]["step"], note
+    assert torch.equal(a["extra"]["bank"]["embeddings"], b["extra"]["bank"]["embeddings"]), f"banks differ {note}"
+    assert a["extra"]["calibration"] == b["extra"]["calibration"] and a["arch"] == b["arch"], note
+    keys = ("step", "loss", "nr_loss", "infonce", "giveup_frac", "hardness")
+    rows = [json.loads(line) for line in tc.log_path(resumed).read_text().splitlines()]
+    ref_rows = [json.loads(line) for line in tc.log_path(ref).read_text().splitlines()]
+    assert [[r[k] for k in keys] for r in rows] == [[r[k] for k in keys] for r in ref_rows], note
+
+
 # --------------------------------------------------------------------------- figure export
 @pytest.fixture(scope="module")
 def versions(tmp_path_factory):
     """The bytes of the two figure versions the children export (save_figure is byte-deterministic)."""
-    from pulkit.figures import new_figure, save_figure
+    from pulkit.figures.style import new_figure, save_figure
 
     out = {}
     for v in (1, 2):
@@ -285,16 +391,17 @@ def test_figure_export_killed_at_a_random_moment(tmp_path, versions):
     out, marker = tmp_path / "figures", tmp_path / "started"
     proc = spawn(tmp_path, EXPORT, out, "loop", marker, PULKIT_COMMIT=_commit())
     wait_for(lambda: marker.is_file() and (out / "fig.png").is_file(), proc, what="the first export")
-    time.sleep(float(np.random.default_rng().uniform(0.05, 1.0)))
+    delay, note = kill_delay(0.05, 1.0, "figure export")
+    time.sleep(delay)
     kill(proc)
-    assert final_names(out) == ["fig.pdf", "fig.png"]
+    assert final_names(out) == ["fig.pdf", "fig.png"], note
     for name in ("fig.pdf", "fig.png"):
-        assert (out / name).read_bytes() in (versions[1][name], versions[2][name])
+        assert (out / name).read_bytes() in (versions[1][name], versions[2][name]), f"{name} is partial {note}"
 
 
 def _commit() -> str:
     """The commit the parent's figures carry (children must write the same metadata)."""
-    from pulkit.provenance import git_commit
+    from pulkit.core.provenance import git_commit
 
     return git_commit()
 
@@ -312,8 +419,8 @@ def _notebook(path: Path, body: str) -> None:
 WRITE = textwrap.dedent('''
     import os, time
     from pathlib import Path
-    from pulkit import paths
-    from pulkit.io import write_json
+    from pulkit.core import paths
+    from pulkit.core.io import write_json
     write_json(paths.results_dir(PROFILE) / "0{nn}_out.json", {{"summary": {{"n": {nn}}}}})
     flag = Path(os.environ["PULKIT_TEST_FLAG"])
     if {nn} == 1 and flag.is_file():          # killed here, after its results file is written

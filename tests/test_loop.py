@@ -22,9 +22,18 @@ import pytest
 import torch
 from torch import nn
 
-from pulkit import paths
-from pulkit.train.loop import (NonFiniteLossError, cosine_lr, exp_lr, is_complete, load_training_checkpoint,
-                               shard_batch, step_generator, train, unwrap)
+from pulkit.core import paths
+from pulkit.method.loop import (
+    NonFiniteLossError,
+    cosine_lr,
+    exp_lr,
+    is_complete,
+    load_training_checkpoint,
+    shard_batch,
+    step_generator,
+    train,
+    unwrap,
+)
 
 STEPS = 12
 
@@ -334,7 +343,7 @@ def test_ddp_two_processes_gloo(tmp_path):
 
 def test_net_checkpoint_is_the_project_format(tmp_path):
     """A ``Net`` trained by the loop comes back through ``load_net`` (one checkpoint format)."""
-    from pulkit.config import load_config
+    from pulkit.core.config import load_config
     from pulkit.models.net import build_net, load_net
 
     cfg = load_config("smoke")
@@ -357,8 +366,8 @@ def test_net_checkpoint_is_the_project_format(tmp_path):
 
 
 def test_config_diff_names_the_changed_keys():
-    from pulkit.config import load_config
-    from pulkit.train.loop import config_diff
+    from pulkit.core.config import load_config
+    from pulkit.method.loop import config_diff
 
     a = load_config("smoke").to_dict()
     b = load_config("smoke", {"bd.steps": 99, "seed": 3}).to_dict()

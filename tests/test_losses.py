@@ -6,8 +6,18 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from pulkit.losses import (balanced_bce, infonce, label_moments, label_moments_from_samples, mask_distribution,
-                           nr_loss, nr_loss_from_masks, nr_loss_from_moments, positive_mask, positive_masks)
+from pulkit.losses import (
+    balanced_bce,
+    infonce,
+    label_moments,
+    label_moments_from_samples,
+    mask_distribution,
+    nr_loss,
+    nr_loss_from_masks,
+    nr_loss_from_moments,
+    positive_mask,
+    positive_masks,
+)
 
 R = 2.0        # r_pos = 16 px at stride 8
 
@@ -207,3 +217,62 @@ def test_bad_inputs_raise():
         nr_loss(x, 1.0, R, center=torch.zeros(3, 2))
     with pytest.raises(ValueError):
         positive_mask(17, R, norm="linf")
+
+
+# --------------------------------------------------------------------------- give-up at training's sigma = 1 cell
+SIGMA_TRAIN = 1.0      # NRConfig: sigma_px 8 / stride 8
+PATTERN = (2 * positive_mask(17, R).double() - 1).reshape(1, 1, 17, 17)   # +1 on the label, -1 elsewhere
+
+
+def _eg_reference(x):
+    """E[g] per sample, summed literally over the explicit noise masks (differentiable; independent of nr_loss)."""
+    masks, weights = mask_distribution(17, R, SIGMA_TRAIN)
+    m = torch.from_numpy(masks.reshape(len(masks), -1).astype(np.float64))
+    hard = positive_mask(17, R).double().flatten()
+    w1, w0 = 1 / (2 * hard.sum()), 1 / (2 * (hard.numel() - hard.sum()))
+    logf, log1mf = F.logsigmoid(x.flatten(1)), F.logsigmoid(-x.flatten(1))
+    g = w1 * logf @ m.T + w0 * log1mf @ (1 - m).T            # B x K
+    return g @ torch.from_numpy(np.array(weights))
+
+
+def _directions(scales):
+    """For logits ``s * PATTERN``: (toward, dL/ds, E[g], giveup_frac).  ``toward`` = -<dL/dx, dE[g]/dx>:
+    positive when a descent step raises E[g] (pulls towards the label), negative when it gives up."""
+    s = torch.as_tensor(scales, dtype=torch.float64).reshape(-1, 1, 1, 1)
+    x = (s * PATTERN).requires_grad_(True)
+    loss, stats = nr_loss(x, SIGMA_TRAIN, R, return_stats=True)
+    dl, = torch.autograd.grad(loss * len(s), x)              # mean over the batch: per-sample gradients
+    deg, = torch.autograd.grad(_eg_reference(x).sum(), x)
+    toward = -(dl * deg).flatten(1).sum(1)
+    return toward, (dl * PATTERN).flatten(1).sum(1), stats["Eg"], stats["giveup_frac"]
+
+
+def test_gradient_gives_up_at_sigma_one_and_giveup_frac_follows_it():
+    # the reference E[g] is the one nr_loss reports
+    x = torch.linspace(-4, 3, 8, dtype=torch.float64).reshape(-1, 1, 1, 1) * PATTERN
+    assert torch.allclose(nr_loss(x, SIGMA_TRAIN, R, return_stats=True)[1]["Eg"], _eg_reference(x), atol=1e-9)
+
+    # the give-up point along s * PATTERN, by bisection on the gradient's direction
+    lo, hi = -3.0, 0.0
+    assert _directions([lo])[0].item() < 0 < _directions([hi])[0].item()
+    for _ in range(50):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if _directions([mid])[0].item() < 0 else (lo, mid)
+    s_star = (lo + hi) / 2
+    toward, dl_ds, eg, _ = _directions([s_star - 0.1, s_star + 0.1])
+    assert toward[0] < 0 < toward[1]                    # below: pushes away from the label; above: towards it
+    assert dl_ds[0] > 0 > dl_ds[1]                      # ... i.e. descent lowers s below s*, raises it above
+    for s, sign in [(s_star - 0.1, 1), (s_star + 0.1, -1)]:   # autograd's sign matches a finite difference
+        h = 1e-4
+        fd = nr_loss((s + h) * PATTERN, SIGMA_TRAIN, R) - nr_loss((s - h) * PATTERN, SIGMA_TRAIN, R)
+        assert sign * fd.item() > 0
+    # at sigma = 1 the flip is near, but not at, E[g] = -1 (at sigma = 0 it is exactly there)
+    eg_star = _directions([s_star])[2].item()
+    assert -1.0 < eg_star < -0.97 and abs(eg_star + 1) > 1e-3
+
+    # giveup_frac (E[g] < -1) counts exactly the samples whose gradient gives up, outside the thin band
+    # between E[g] = -1 and the flip
+    scales = [-4.0, -3.0, -2.0, -1.5, -1.25, s_star + 0.1, -0.5, 0.0, 1.0, 2.0]
+    toward, _, eg, frac = _directions(scales)
+    assert ((eg < -1) == (toward < 0)).all()
+    assert frac == pytest.approx(float((toward < 0).double().mean())) and frac == pytest.approx(5 / 10)

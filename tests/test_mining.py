@@ -9,11 +9,11 @@ import pandas as pd
 import pytest
 import torch
 
-from pulkit.config import MiningConfig, ModelConfig
+from pulkit.core.config import MiningConfig, ModelConfig
 from pulkit.data.crops import xywh_to_cxcywh
 from pulkit.data.sequences import LabelAccessError, Sequence, unlabeled
+from pulkit.method import mining
 from pulkit.models.net import build_net
-from pulkit.train import mining
 
 MODEL = ModelConfig(exemplar_sz=103, instance_sz=167)       # AlexNet: 4 x 4 template, 9 x 9 response
 FAST = MiningConfig(scale_num=1, response_up=4, confidence="cosine", min_response=0.5, start_stride=2,
@@ -161,7 +161,7 @@ def test_geometry_rejects_bad_configs():
 
 # --------------------------------------------------------------------------- the pairs table
 def test_mine_pairs_on_unlabeled_video_gives_a_valid_table(net, static_seq, tmp_path):
-    from pulkit.data.pairs import PAIR_COLUMNS, validate_pairs
+    from pulkit.method.pairs import PAIR_COLUMNS, validate_pairs
 
     seq = unlabeled(static_seq)
     with pytest.raises(LabelAccessError):
@@ -246,3 +246,67 @@ def test_min_tracks_keeps_the_best_failed_tracks_and_says_so(net, static_seq, mo
     assert stats["fb_relaxed_tracks"] == 2 and stats["fb_passed"] == 0 and stats["fb_pass_rate"] == 0
     # FB IoU (w - 24) / (w + 24): the 40 px and 30 px wide seeds beat the 22 px one
     assert sorted(set(relaxed["wa"])) == [30.0, 40.0] and len(relaxed) == 6
+
+
+# --------------------------------------------------------------------------- a moving target: step k is frame t + k
+V_PX = 4.0          # the target moves this many pixels right per frame
+SIDE = 25.75        # context_size = 2 * SIDE = 51.5 = exemplar_sz / 2: one frame px = 2 crop px, V_PX = one feature cell
+N_MOVING = 7
+
+
+@pytest.fixture(scope="module")
+def moving_seq(tmp_path_factory):
+    """A textured scene panning ``V_PX`` px right per frame; labels follow it (x = 30 + V_PX * i)."""
+    big = _texture(np.random.default_rng(2), 96, 128 + int(V_PX) * N_MOVING)
+    shift = int(V_PX)
+    imgs = [big[:, shift * (N_MOVING - 1 - i):shift * (N_MOVING - 1 - i) + 128] for i in range(N_MOVING)]
+    for i in range(1, N_MOVING):      # the content really moves: frame i is frame i - 1 shifted V_PX right
+        np.testing.assert_array_equal(imgs[i][:, shift:], imgs[i - 1][:, :-shift])
+    frames = _write(tmp_path_factory.mktemp("moving"), imgs)
+    boxes = np.array([[30.0 + V_PX * i, 30.0, SIDE, SIDE] for i in range(N_MOVING)])
+    return Sequence("moving", frames, boxes=boxes)
+
+
+def test_moving_target_pairs_are_k_frames_and_4k_pixels_apart(net, moving_seq):
+    starts = [0, 1, 2]
+    seeds = pd.DataFrame(dict(video="moving", frame=starts, x=[30.0 + V_PX * t for t in starts], y=30.0,
+                              w=SIDE, h=SIDE))
+    span = 4
+    table = mining.mine_pairs(net, [unlabeled(moving_seq)], FAST, MODEL, round_idx=1, span=span, seed=0,
+                              device="cpu", candidates=seeds, progress=False)
+    assert table.attrs["mining"]["fb_pass_rate"] == 1.0
+    expected = sorted((t, t + k, k) for t in starts for k in range(1, span + 1))
+    assert sorted(zip(table["frame_a"], table["frame_b"], table["k"])) == expected
+    # box b is where the target is in frame t + k: x_b - x_a = 4 k (an off-by-one in k would be 4 px off)
+    np.testing.assert_allclose(table["xb"] - table["xa"], V_PX * table["k"], rtol=0, atol=1e-6)
+    np.testing.assert_allclose(table["xa"], 30.0 + V_PX * table["frame_a"], rtol=0, atol=1e-9)
+    np.testing.assert_allclose(table["xb"], 30.0 + V_PX * table["frame_b"], rtol=0, atol=1e-6)
+    np.testing.assert_allclose(table[["yb", "wb", "hb"]].to_numpy(), np.tile([30.0, SIDE, SIDE], (len(table), 1)),
+                               atol=1e-6)
+
+
+def _expected_n(k, stride=FAST.start_stride, n_frames=N_MOVING):
+    return sum(1 for t in range(0, n_frames - 1, stride) if t + k < n_frames)
+
+
+def test_mining_quality_scores_step_k_against_ground_truth_at_t_plus_k(net, moving_seq):
+    ks = (1, 2, 3)
+    q = mining.mining_quality(net, [moving_seq], FAST, MODEL, ks=ks, device="cpu", progress=False)
+    rows = q[q["sequence"] == "moving"].set_index("k")
+    assert [rows.loc[k, "n"] for k in ks] == [_expected_n(k) for k in ks] == [3, 3, 2]
+    # labels right: the miner follows the target, zero error at every k (gt[t + k - 1] would give 4 px)
+    np.testing.assert_allclose(rows["center_error"], 0.0, atol=1e-6)
+    np.testing.assert_allclose(rows["iou"], 1.0, atol=1e-6)
+    assert (rows["kept_frac"] == 1.0).all()
+
+    # labels that claim twice the speed (x = 30 + 8 i): seeded at gt[t], the track moves 4 k while gt[t + k]
+    # moved 8 k, so the error is exactly 4 k px and the IoU (SIDE - 4k) / (SIDE + 4k) (same height, same y)
+    fast = Sequence("fast-labels", moving_seq.frames,
+                    boxes=np.array([[30.0 + 2 * V_PX * i, 30.0, SIDE, SIDE] for i in range(N_MOVING)]))
+    q = mining.mining_quality(net, [fast], FAST, MODEL, ks=ks, device="cpu", progress=False)
+    rows = q[q["sequence"] == "fast-labels"].set_index("k")
+    np.testing.assert_allclose(rows.loc[list(ks), "center_error"], [V_PX * k for k in ks], rtol=0, atol=1e-6)
+    np.testing.assert_allclose(rows.loc[list(ks), "iou"], [(SIDE - V_PX * k) / (SIDE + V_PX * k) for k in ks],
+                               rtol=0, atol=1e-9)
+    mean = q[q["sequence"] == "mean"].set_index("k")
+    np.testing.assert_allclose(mean.loc[list(ks), "center_error"], [V_PX * k for k in ks], atol=1e-6)

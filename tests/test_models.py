@@ -5,12 +5,20 @@ import numpy as np
 import pytest
 import torch
 
-from pulkit.config import ModelConfig, load_config
+from pulkit.core.config import ModelConfig, load_config
 from pulkit.losses import balanced_bce
 from pulkit.models.backbones import AlexNet, CIResNet22, build_backbone
 from pulkit.models.heads import XCorr, build_head, xcorr
-from pulkit.models.net import (CHECKPOINT_FORMAT, Net, build_net, fuse_bn, load_checkpoint, load_net,
-                               resolve_device, save_checkpoint)
+from pulkit.models.net import (
+    CHECKPOINT_FORMAT,
+    Net,
+    build_net,
+    fuse_bn,
+    load_checkpoint,
+    load_net,
+    resolve_device,
+    save_checkpoint,
+)
 
 BACKBONES = ["alexnet", "ciresnet22"]
 

@@ -6,12 +6,12 @@ import pandas as pd
 import pytest
 import torch
 
-import pulkit.train.supervised as sup_mod
-from pulkit import noise
-from pulkit.config import ConfigError, load_config
-from pulkit.data.pairs import GroundTruthPairs, noisy_boxes
+import pulkit.method.supervised as sup_mod
+from pulkit.core.config import ConfigError, load_config
 from pulkit.data.sequences import read_got10k
 from pulkit.data.synthetic import generate_split
+from pulkit.experiments import noise_robustness as noise
+from pulkit.method.pairs import GroundTruthPairs, noisy_boxes
 
 MICRO = {
     "data": dict(synthetic_train_videos=2, synthetic_val_videos=1, synthetic_frames=8, synthetic_width=96,
@@ -107,7 +107,7 @@ def test_second_call_trains_and_tracks_nothing(env, experiment, monkeypatch):
         raise AssertionError("work was redone")
 
     monkeypatch.setattr(sup_mod, "train", forbidden)
-    monkeypatch.setattr("pulkit.tracker.SiamFCTracker.update", forbidden)
+    monkeypatch.setattr("pulkit.tracking.siamfc.SiamFCTracker.update", forbidden)
     again = noise.run_noise_experiment(cfg, out=root / "runs", device="cpu", sequences=seqs, progress=False)
     pd.testing.assert_frame_equal(again, table)
 
@@ -133,11 +133,11 @@ def test_response_examples_and_results_files(env, experiment):
         noise.response_examples(cfg, table, levels=[30], device="cpu", sequences=seqs["eval"])
 
     path = noise.write_results(cfg, table, ex)
-    from pulkit.figs_noise import load_examples
-    from pulkit.notebook import load_results
+    from pulkit.core.results import load_results
+    from pulkit.figures.noise_robustness import load_examples
 
-    rec = load_results(cfg.profile, "04_noise")
-    assert path.name == "04_noise.json" and rec["summary"]["runs"] == 4 and "provenance" in rec
+    rec = load_results(cfg.profile, "04_noise_robustness")
+    assert path.name == "04_noise_robustness.json" and rec["summary"]["runs"] == 4 and "provenance" in rec
     assert all(r["checkpoint"].startswith("noise/") for r in rec["runs"])             # no machine paths
     back = load_examples(cfg.profile)
     assert np.array_equal(back["picks"][0]["image"], pick["image"])

@@ -7,9 +7,9 @@ import json
 import nbformat
 import pytest
 
-from pulkit import notebook as nbh
-from pulkit import paths
-from pulkit.config import PROFILES
+from pulkit.core import paths
+from pulkit.core import results as nbh
+from pulkit.core.config import PROFILES
 
 NOTEBOOKS = sorted(paths.notebooks_dir().glob("*.ipynb"))
 REQUIRED = ("PROFILE", "SEED", "DEVICE", "INTERACTIVE")
@@ -40,7 +40,7 @@ def test_the_first_notebook_exists():
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_notebook_structure(path):
-    assert path.stem in nbh.NOTEBOOKS, f"{path.name}: not in pulkit.notebook.NOTEBOOKS (the run order)"
+    assert path.stem in nbh.NOTEBOOKS, f"{path.name}: not in pulkit.core.results.NOTEBOOKS (the run order)"
     nb = nbformat.read(path, as_version=4)
     nbformat.validate(nb)
     cells = parameters_cells(nb)
@@ -87,7 +87,7 @@ def results(tmp_path, monkeypatch):
 
 
 def test_save_and_load_results_with_provenance(results):
-    from pulkit.config import load_config
+    from pulkit.core.config import load_config
 
     cfg = load_config("smoke", seed=4)
     path = nbh.save_results("smoke", "03_training", {"auc": 0.5, "summary": {"auc": 0.5}}, cfg=cfg)
@@ -103,7 +103,7 @@ def test_save_and_load_results_with_provenance(results):
 
 def test_missing_results_name_the_notebook(results):
     with pytest.raises(nbh.MissingResultsError, match="notebooks/04_noise_robustness.ipynb") as e:
-        nbh.load_results("cpu", "04_noise")
+        nbh.load_results("cpu", "04_noise_robustness")
     assert e.value.notebook == "04_noise_robustness" and "--only 04" in str(e.value)
     assert isinstance(e.value, FileNotFoundError)
 
@@ -114,15 +114,15 @@ def test_bad_results_are_refused(results):
     with pytest.raises(ValueError, match="NN_"):
         nbh.results_path("cpu", "04_../../etc")
     with pytest.raises(TypeError, match="scalars"):
-        nbh.save_results("cpu", "04_noise", {"summary": {"auc": [0.1, 0.2]}})
+        nbh.save_results("cpu", "04_noise_robustness", {"summary": {"auc": [0.1, 0.2]}})
     with pytest.raises(ValueError, match="provenance"):
-        nbh.save_results("cpu", "04_noise", {"provenance": {}})
+        nbh.save_results("cpu", "04_noise_robustness", {"provenance": {}})
     with pytest.raises(TypeError, match="dict"):
-        nbh.save_results("cpu", "04_noise", [1, 2])
+        nbh.save_results("cpu", "04_noise_robustness", [1, 2])
     (results / "cpu").mkdir()
-    (results / "cpu" / "04_noise.json").write_text("{truncated")
-    with pytest.raises(ValueError, match="04_noise.json"):
-        nbh.load_results("cpu", "04_noise")
+    (results / "cpu" / "04_noise_robustness.json").write_text("{truncated")
+    with pytest.raises(ValueError, match="04_noise_robustness.json"):
+        nbh.load_results("cpu", "04_noise_robustness")
 
 
 def test_timings_go_to_their_own_file(results):
@@ -140,6 +140,6 @@ def test_timings_go_to_their_own_file(results):
 
 
 def test_notebook_for_results_names():
-    assert nbh.notebook_for("02_tc") == "02_temporal_correspondence"
+    assert nbh.notebook_for("02_temporal_correspondence") == "02_temporal_correspondence"
     assert nbh.notebook_for("07_otb.json") == "07_benchmarks"
     assert nbh.notebook_for("42_other") is None

@@ -10,11 +10,10 @@ import pandas as pd
 import pytest
 import torch
 
-from pulkit.config import ModelConfig
+from pulkit.core.config import ModelConfig
 from pulkit.data import crops
-from pulkit.data.pairs import (PAIR_COLUMNS, CropCache, GroundTruthPairs, MinedPairs, noisy_boxes,
-                               validate_pairs)
 from pulkit.data.sequences import DataError, LabelAccessError, Sequence, unlabeled
+from pulkit.method.pairs import PAIR_COLUMNS, CropCache, GroundTruthPairs, MinedPairs, noisy_boxes, validate_pairs
 
 BG, FG = 40, 220
 SIZE = (288, 224)                              # frame width, height: crops stay inside it

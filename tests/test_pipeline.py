@@ -9,10 +9,11 @@ import pandas as pd
 import pytest
 import torch
 
-from pulkit import artifacts, pipeline
-from pulkit.config import load_config
+from pulkit.core import artifacts
+from pulkit.core.config import load_config
+from pulkit.core.results import MissingResultsError, load_results
+from pulkit.experiments import temporal_correspondence as pipeline
 from pulkit.models.net import build_net, load_net, save_checkpoint
-from pulkit.notebook import MissingResultsError, load_results
 
 PROFILE = "smoke"
 
@@ -119,7 +120,7 @@ def test_alexpul_writes_the_artifacts_names_and_a_second_call_trains_nothing(env
     assert rounds["final_giveup_frac"].between(0, 1).all() and np.isfinite(rounds["final_loss"]).all()
     assert not any(c.startswith("/") for c in rounds["checkpoint"])                  # names, not machine paths
 
-    from pulkit.train import tc
+    from pulkit.method import tc
 
     def boom(*a, **k):
         raise AssertionError("a complete round was mined or trained again")
@@ -141,7 +142,7 @@ def test_mining_report_uses_no_evaluation_sequence_and_is_cached(env, monkeypatc
     table = pipeline.error_by_round(report)
     assert table.shape == (2, 2) and (table.to_numpy() >= 0).all()
 
-    from pulkit.train import mining
+    from pulkit.method import mining
 
     monkeypatch.setattr(mining, "mining_quality", lambda *a, **k: pytest.fail("measured again"))
     pd.testing.assert_frame_equal(pipeline.mining_report(cfg, device="cpu", progress=False), report)
@@ -170,21 +171,21 @@ def test_gallery_and_results_rebuild_from_files(env):
     assert ((table1["video"] == p["video"]) & (table1["frame_a"] == p["frame_a"]) & (table1["k"] == p["k"])).any()
 
     report = pipeline.mining_report(cfg, device="cpu", progress=False)
-    path = pipeline.write_tc_results(cfg, rounds, report, gallery)
-    saved = load_results(PROFILE, "02_tc")
-    assert path.name == "02_tc.json" and pipeline.gallery_path(PROFILE).is_file()
+    path = pipeline.write_results(cfg, rounds, report, gallery)
+    saved = load_results(PROFILE, "02_temporal_correspondence")
+    assert path.name == "02_temporal_correspondence.json" and pipeline.gallery_path(PROFILE).is_file()
     s = saved["summary"]
     assert s["rounds"] == 2 and s["pairs_round1"] == rounds["pairs"][0]
     assert "center_error_k10_round1" not in s                      # k = 10 was not measured (eval_k = 1, 2)
     assert {r["round"] for r in saved["curve"]} == {1, 2}
     assert not any(k in rec for rec in saved["curve"] for k in ("elapsed", "pairs_per_s"))   # no timings
-    from pulkit import paths
+    from pulkit.core import paths
     text = path.read_text()
     assert str(paths.checkpoints_dir(PROFILE)) not in text and str(paths.data_dir()) not in text
 
     from matplotlib.figure import Figure
 
-    from pulkit.figures import FIGURES
+    from pulkit.figures.registry import FIGURES
     for name in ("tc_pairs_gallery", "tc_mining_error", "tc_training_curves"):
         assert isinstance(FIGURES[name](PROFILE), Figure)
 
@@ -225,7 +226,7 @@ def test_training_runs_resume_and_save(env, monkeypatch):
     assert list(sup["backbone"]) == ["alexnet", "ciresnet22"]
     assert all(artifacts.supervised_checkpoint(PROFILE, "bce", b).is_file() for b in ("alexnet", "ciresnet22"))
 
-    from pulkit.train import supervised, tc
+    from pulkit.method import supervised, tc
 
     def boom(*a, **k):
         raise AssertionError("a complete run was trained again")
@@ -242,12 +243,12 @@ def test_training_runs_resume_and_save(env, monkeypatch):
     assert by["ResPUL"]["steps"] == 1 and by["SiamFC (supervised)"]["steps"] == 1
     assert 0 <= by["ResPUL"]["final_giveup_frac"] <= 1 and by["TC-BCE (ablation)"]["final_giveup_frac"] is None
     assert all(r["curve"] for r in runs)
-    path = pipeline.write_training_results(cfg, runs)
+    path = pipeline.write_results(cfg, runs)
     saved = json.loads(path.read_text())
     assert saved["summary"]["respul_steps"] == 1 and "siamdw_final_loss" in saved["summary"]
     assert saved["runs"][2]["checkpoints"] == ["sup_bce_alexnet.pt"]
 
     from matplotlib.figure import Figure
 
-    from pulkit.figures import FIGURES
+    from pulkit.figures.registry import FIGURES
     assert isinstance(FIGURES["training_curves"](PROFILE), Figure)

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pulkit import artifacts
-from pulkit import qualitative as q
-from pulkit.config import load_config
+from pulkit.core import artifacts
+from pulkit.core.config import load_config
+from pulkit.core.results import MissingResultsError, load_results, save_results
 from pulkit.data.sequences import read_got10k
-from pulkit.notebook import MissingResultsError, load_results, save_results
+from pulkit.experiments import qualitative as q
 
 THR, N = 0.1, 3
 
@@ -153,26 +153,26 @@ def test_fig7_record_without_drift_says_so(seqs):
 def test_figures_build_from_constructed_data(seqs, tmp_path):
     from matplotlib.figure import Figure
 
-    from pulkit.figs_qualitative import plot_fig5, plot_fig7, tracker_color
-    from pulkit.figures import TRACKER_COLORS
+    from pulkit.figures.qualitative import fig5_qualitative, fig7_failures, tracker_color
+    from pulkit.figures.style import TRACKER_COLORS
 
     tracks = constructed_tracks(seqs, drift_at=3)
     rec5 = q.fig5_record(seqs, tracks, n_frames=3, max_sequences=1, frames_dir=tmp_path)
     assert len(rec5["rows"]) == 1 and [p["frame"] for p in rec5["rows"][0]["panels"]] == q.pick_frames(6, 3)
     images = {p["image"]: seqs[0].image(p["frame"]) for p in rec5["rows"][0]["panels"]}
-    fig = plot_fig5(rec5, images)
+    fig = fig5_qualitative(rec5, images)
     assert isinstance(fig, Figure) and sum(ax.has_data() for ax in fig.axes) == 3
     rec7 = q.fig7_record(seqs, tracks, THR, N, max_panels=5, frames_dir=tmp_path)
-    fig7 = plot_fig7(rec7, {rec7["panels"][0]["image"]: seqs[0].image(3)})
+    fig7 = fig7_failures(rec7, {rec7["panels"][0]["image"]: seqs[0].image(3)})
     texts = [t.get_text() for ax in fig7.axes for t in ax.texts]
     assert "Bad drifts at frame 4" in texts       # index 3 is the 4th frame
     calm = q.fig7_record(seqs, constructed_tracks(seqs), THR, N, max_panels=5, frames_dir=tmp_path)
-    fig_calm = plot_fig7(calm, {p["image"]: seqs[0].image(0) for p in calm["panels"]})
+    fig_calm = fig7_failures(calm, {p["image"]: seqs[0].image(0) for p in calm["panels"]})
     assert "no tracker drifts" in fig_calm._supxlabel.get_text()
     assert any(t.get_text().startswith("Good lowest IoU") for ax in fig_calm.axes for t in ax.texts)
     assert tracker_color("SiamFC (supervised)") == TRACKER_COLORS["SiamFC"]
     with pytest.raises(KeyError, match="no image"):
-        plot_fig5(rec5, {})
+        fig5_qualitative(rec5, {})
 
 
 # --------------------------------------------------------------------------- end to end with checkpoints
@@ -180,13 +180,13 @@ def test_track_save_and_rebuild_figures_from_files(roots, seqs, monkeypatch):
     seqs = [s.limit(4) for s in seqs]
     from matplotlib.figure import Figure
 
-    from pulkit import paths
-    from pulkit.figs_qualitative import fig5_from_results, fig7_from_results
-    from pulkit.figures import FIGURES
+    from pulkit.core import paths
+    from pulkit.figures.qualitative import fig5_qualitative_from_results, fig7_failures_from_results
+    from pulkit.figures.registry import FIGURES
 
     profile = "smoke"
     with pytest.raises(MissingResultsError, match="06_qualitative"):
-        fig5_from_results(profile)
+        fig5_qualitative_from_results(profile)
     made = fabricate(profile, q.FIG5_TRACKERS)
     ckpts = q.require_checkpoints(profile, q.FIG5_TRACKERS, rounds=2)
     assert ckpts == made
@@ -213,15 +213,15 @@ def test_track_save_and_rebuild_figures_from_files(roots, seqs, monkeypatch):
     save_results(profile, "06_qualitative", record)
     back = load_results(profile, "06_qualitative")
     assert back["fig5"]["trackers"] == list(q.FIG5_TRACKERS)
-    for make in (fig5_from_results, fig7_from_results, FIGURES["fig5_qualitative"], FIGURES["fig7_failures"]):
+    for make in (fig5_qualitative_from_results, fig7_failures_from_results, FIGURES["fig5_qualitative"], FIGURES["fig7_failures"]):
         assert isinstance(make(profile), Figure)
     (frames_dir / back["fig5"]["rows"][0]["panels"][0]["image"]).unlink()
     with pytest.raises(MissingResultsError, match="06_frames"):
-        fig5_from_results(profile)
+        fig5_qualitative_from_results(profile)
 
 
 def test_track_responses_feed_the_sequence_scrubber(roots, seqs):
-    from pulkit.widgets import sequence_scrubber
+    from pulkit.figures.widgets import sequence_scrubber
 
     seq = seqs[0].limit(3)
     path = fabricate("smoke", ["AlexPUL"])["AlexPUL"]
@@ -230,7 +230,21 @@ def test_track_responses_feed_the_sequence_scrubber(roots, seqs):
     assert all(r.ndim == 2 and r.shape[0] == r.shape[1] for r in responses[1:])
     box = sequence_scrubber(seq, {"AlexPUL": boxes}, responses)
     box.controls["frame"].value = 2
-    assert box.figure is not None
+    from matplotlib.colors import to_rgba
+
+    from pulkit.figures.style import TRACKER_COLORS, TRUE_GT
+
+    ax_frame, ax_resp = box.figure.axes
+    assert "#2" in ax_frame.get_title()
+    rects = {p.get_label(): p for p in ax_frame.patches}
+    assert set(rects) == {"ground truth", "AlexPUL"}
+    for label, drawn, colour in (("AlexPUL", boxes[2], TRACKER_COLORS["AlexPUL"]),
+                                 ("ground truth", np.asarray(seq.boxes)[2], TRUE_GT)):
+        r = rects[label]     # frame 2's box, pixel edges half a pixel outside the centres, in its colour
+        assert r.get_xy() == pytest.approx((drawn[0] - 0.5, drawn[1] - 0.5))
+        assert (r.get_width(), r.get_height()) == pytest.approx((drawn[2], drawn[3]))
+        assert r.get_edgecolor() == pytest.approx(to_rgba(colour)) and not r.get_fill()
+    np.testing.assert_allclose(ax_resp.images[0].get_array(), 1 / (1 + np.exp(-np.asarray(responses[2], float))))
 
 
 def test_the_papers_vot_sequences_are_used_when_present(tmp_path, make_vot, monkeypatch):

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from pulkit import paths
+from pulkit.core import paths
 
 ROOT = paths.project_root()
 SCANNED = ("pulkit/", "tests/", "notebooks/", "Makefile", ".ci/")
@@ -69,7 +69,7 @@ def test_no_absolute_machine_paths():
         hits = machine_paths(text)
         if hits:
             offenders[f] = hits[:3]
-    assert not offenders, f"absolute machine paths (resolve them from pulkit.paths or tmp_path): {offenders}"
+    assert not offenders, f"absolute machine paths (resolve them from pulkit.core.paths or tmp_path): {offenders}"
 
 
 def test_detector_catches_paths_and_spares_the_rest():
@@ -82,9 +82,43 @@ def test_detector_catches_paths_and_spares_the_rest():
 @pytest.mark.parametrize("path", sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "notebooks").glob("*.ipynb")))
 def test_notebooks_stripped_in_tree_and_at_head(path):
     assert not notebook_outputs((ROOT / path).read_text()), f"{path}: outputs in the working tree (nbstripout it)"
-    committed = _git("show", f"HEAD:{path}")
-    if committed is not None:  # None: not committed yet, or no git
+    committed = committed_at_head(path)
+    if committed is not None:  # None: HEAD does not hold this notebook yet (a git failure fails instead)
         assert not notebook_outputs(committed), f"{path}: committed with outputs"
+
+
+def _git_or_fail(*args: str, cwd: Path = ROOT) -> str:
+    """``git args`` in ``cwd``; FAILS the test (never skips) when git cannot run or exits non-zero."""
+    try:
+        out = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError) as e:
+        pytest.fail(f"git {' '.join(args)} could not run in {cwd}: {e!r}; the stripped-at-HEAD check needs git")
+    if out.returncode != 0:
+        pytest.fail(f"git {' '.join(args)} failed in {cwd} (exit {out.returncode}): {out.stderr.strip()}; "
+                    "the stripped-at-HEAD check needs a git checkout with a HEAD commit")
+    return out.stdout
+
+
+def committed_at_head(path: str, cwd: Path = ROOT) -> str | None:
+    """``path``'s text at HEAD; None only when HEAD does not hold it (a new notebook); fails when git fails."""
+    if not _git_or_fail("ls-tree", "--name-only", "HEAD", "--", path, cwd=cwd).strip():
+        return None
+    return _git_or_fail("show", f"HEAD:{path}", cwd=cwd)
+
+
+def test_git_failure_fails_the_head_check(tmp_path, monkeypatch):
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path.parent))
+    with pytest.raises(pytest.fail.Exception, match="needs a git checkout"):
+        committed_at_head("notebooks/00_data.ipynb", cwd=tmp_path)  # not a git checkout
+    monkeypatch.setenv("PATH", str(tmp_path / "no-bin"))  # git not found at all
+    with pytest.raises(pytest.fail.Exception, match="could not run"):
+        committed_at_head("notebooks/00_data.ipynb")
+
+
+def test_head_lookup_reads_committed_text_and_spots_new_files():
+    committed = committed_at_head("Makefile")
+    assert committed is not None and committed == _git_or_fail("show", "HEAD:Makefile")
+    assert committed_at_head("notebooks/does_not_exist_at_head.ipynb") is None
 
 
 def test_no_generated_or_huge_files_tracked():
@@ -109,7 +143,6 @@ def _requirement(spec: str) -> tuple[str, str]:
 
 def test_environment_yml_matches_pyproject():
     import tomllib
-
     import yaml
 
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]

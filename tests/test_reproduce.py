@@ -13,9 +13,9 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from pulkit import paths
-from pulkit import reproduce as rp
 from pulkit.__main__ import main
+from pulkit.core import paths
+from pulkit.tools import reproduce as rp
 
 PARAMS = 'PROFILE = "cpu"\nSEED = 0\nDEVICE = "auto"\nINTERACTIVE = False\nTAG = "default"'
 
@@ -31,7 +31,7 @@ def write_notebook(path, *bodies):
 
 def writer(number: str, reads: str | None = None) -> str:
     """Cell source: record the parameters (and an earlier notebook's value) in results/<P>/NN_out.json."""
-    lines = ["import json, os", "from pulkit import paths", "from pulkit.io import write_json",
+    lines = ["import json, os", "from pulkit import paths", "from pulkit.core.io import write_json",
              "root = paths.results_dir(PROFILE)", "got = None"]
     if reads:
         lines.append(f"got = json.loads((root / '{reads}_out.json').read_text())['summary']['seed']")

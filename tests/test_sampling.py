@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from pulkit.sampling import EmbeddingBank, ahm_batch, batch_hardness, rss_batch
+from pulkit.method.sampling import EmbeddingBank, ahm_batch, batch_hardness, rss_batch
 
 
 def _bank(n=60, d=8, seed=0):

@@ -9,8 +9,20 @@ import pytest
 
 from pulkit.data import crops
 from pulkit.data.images import ImageError
-from pulkit.data.sequences import (DataError, LabelAccessError, Sequence, iter_frames, load_shared, read_got10k,
-                                   read_otb, read_otb_sequence, read_vid, read_vot, read_vot_sequence, unlabeled)
+from pulkit.data.sequences import (
+    DataError,
+    LabelAccessError,
+    Sequence,
+    iter_frames,
+    load_shared,
+    read_got10k,
+    read_otb,
+    read_otb_sequence,
+    read_vid,
+    read_vot,
+    read_vot_sequence,
+    unlabeled,
+)
 
 EXPECTED_FRAMES = {"otb/Crossing": 120, "otb/Deer": 71, "otb/Skating1": 400, "vot/bag": 196, "vot/ball1": 105}
 

@@ -7,14 +7,21 @@ import numpy as np
 import pytest
 import torch
 
-import pulkit.train.supervised as sup_mod
-from pulkit.config import load_config
+import pulkit.method.supervised as sup_mod
+from pulkit.core.config import load_config
 from pulkit.data.sequences import DataError, read_got10k, unlabeled
 from pulkit.data.synthetic import generate_split, video_name
+from pulkit.method.loop import is_complete
+from pulkit.method.supervised import (
+    build_initial_net,
+    check_training_sequences,
+    log_path,
+    matches,
+    response_loss,
+    run_config,
+    train_supervised,
+)
 from pulkit.models.net import load_checkpoint, load_net
-from pulkit.train.loop import is_complete
-from pulkit.train.supervised import (build_initial_net, check_training_sequences, log_path, matches,
-                                     response_loss, run_config, train_supervised)
 
 # exemplar 95 / search 127: AlexNet 2x2 and 6x6 features, CIResNet-22 1x1 and 5x5: 5x5 responses
 TINY = {"model": dict(exemplar_sz=95, instance_sz=127),

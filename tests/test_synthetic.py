@@ -7,11 +7,17 @@ import cv2
 import numpy as np
 import pytest
 
-from pulkit.config import load_config
+from pulkit.core.config import load_config
 from pulkit.data import synthetic
 from pulkit.data.sequences import DataError, read_got10k
-from pulkit.data.synthetic import (ensure_synthetic, generate_split, read_objects, render_video, synthetic_params,
-                                   video_name)
+from pulkit.data.synthetic import (
+    ensure_synthetic,
+    generate_split,
+    read_objects,
+    render_video,
+    synthetic_params,
+    video_name,
+)
 
 W, H, T = 96, 72, 10
 

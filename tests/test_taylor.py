@@ -1,14 +1,15 @@
-"""Section B numerically (pulkit.taylor) and its figure (pulkit.figs_taylor)."""
+"""Section B numerically (pulkit.experiments.sectionB_taylor) and its figure (pulkit.figures.sectionB_taylor)."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
 
-from pulkit import figs_taylor, taylor
-from pulkit.config import load_config
+from pulkit.core.config import load_config
+from pulkit.core.results import MissingResultsError
+from pulkit.experiments import sectionB_taylor as taylor
+from pulkit.figures import sectionB_taylor as figs_taylor
 from pulkit.losses import balanced_bce
-from pulkit.notebook import MissingResultsError
 
 GEOM = {"size": 11, "radius": 2.0, "norm": "l1", "sigma": 1.0}
 TINY = taylor.SectionBSettings(sigmas_sweep=(0.0, 1.0), levels=(0.3, 1.2), agree_levels=(0.1, 2.0),
@@ -100,7 +101,7 @@ def test_giveup_sign_change_at_b_equal_1(data):
     assert len(ch) == 1 and ch[0]["kind"] == "giveup" and ch[0]["Eg"] == pytest.approx(-1.0, abs=1e-6)
     pop = data["population"]
     assert pop["giveup_frac"] == pytest.approx(float((np.asarray(pop["Eg"]) < -1).mean()))
-    assert 0 <= pop["frac_b_above_1"] <= 1
+    assert pop["frac_b_above_1"] == pytest.approx(float((np.asarray(pop["b"]) > 1).mean()))
 
 
 def test_moments_sums_centroids_and_checks():
@@ -127,30 +128,30 @@ def test_summary_is_flat_and_says_what_it_found(data):
 def test_save_load_and_figure_from_files(data, results):
     cfg = load_config("smoke", seed=3)
     json_path, npz_path = taylor.save_sectionB("smoke", data, cfg)
-    assert json_path.name == "05_sectionB.json" and npz_path.name == "05_sectionB.npz"
+    assert json_path.name == "05_sectionB_taylor.json" and npz_path.name == "05_sectionB_taylor.npz"
     first = npz_path.read_bytes()
     taylor.save_sectionB("smoke", data, cfg)
     assert npz_path.read_bytes() == first                                     # byte-reproducible arrays
     back = taylor.load_sectionB("smoke")
     np.testing.assert_allclose(back["moments"]["V"], np.asarray(data["moments"]["V"]), atol=1e-7)
     assert back["summary"] == pytest.approx(data["summary"])
-    fig = figs_taylor.sectionB_from_results("smoke")
+    fig = figs_taylor.sectionB_taylor_from_results("smoke")
     assert len([ax for ax in fig.axes if ax.get_images()]) == 2 * len(TINY.moment_sigmas)
-    from pulkit.figures import FIGURES
+    from pulkit.figures.registry import FIGURES
 
     assert FIGURES["sectionB_taylor"]("smoke").axes
     assert figs_taylor.plot_moments(back).axes
 
 
 def test_figure_from_the_data_dict(data):
-    fig = figs_taylor.plot_sectionB(data)
+    fig = figs_taylor.sectionB_taylor(data)
     titles = " ".join(ax.get_title() for ax in fig.axes)
     assert "(b)" in titles and "(c)" in titles and "(d)" in titles
     assert figs_taylor.plot_moments(data).axes
     with pytest.raises(ValueError, match="lacks"):
-        figs_taylor.plot_sectionB({"geometry": {}})
+        figs_taylor.sectionB_taylor({"geometry": {}})
     with pytest.raises(TypeError, match="dict"):
-        figs_taylor.plot_sectionB([1, 2])
+        figs_taylor.sectionB_taylor([1, 2])
     no_v = {**data, "moments": {k: v for k, v in data["moments"].items() if k != "V"}}
     with pytest.raises(ValueError, match="full V"):
         figs_taylor.plot_moments(no_v)
@@ -158,12 +159,12 @@ def test_figure_from_the_data_dict(data):
 
 def test_missing_results_name_notebook_05(data, results):
     with pytest.raises(MissingResultsError, match="05_sectionB_taylor") as e:
-        figs_taylor.sectionB_from_results("smoke")
+        figs_taylor.sectionB_taylor_from_results("smoke")
     assert e.value.notebook == "05_sectionB_taylor" and "--only 05" in str(e.value)
     taylor.save_sectionB("smoke", data)
     taylor.arrays_path("smoke").unlink()
-    with pytest.raises(MissingResultsError, match="05_sectionB.npz"):
+    with pytest.raises(MissingResultsError, match="05_sectionB_taylor.npz"):
         taylor.load_sectionB("smoke")
     taylor.arrays_path("smoke").write_bytes(b"not a zip")
-    with pytest.raises(ValueError, match="05_sectionB.npz"):
+    with pytest.raises(ValueError, match="05_sectionB_taylor.npz"):
         taylor.load_sectionB("smoke")

@@ -9,11 +9,11 @@ import pandas as pd
 import pytest
 import torch
 
-from pulkit.config import load_config
-from pulkit.data.pairs import PAIR_COLUMNS, MinedPairs
+from pulkit.core.config import load_config
 from pulkit.data.sequences import Sequence
+from pulkit.method import tc
+from pulkit.method.pairs import PAIR_COLUMNS, MinedPairs
 from pulkit.models.net import build_net, load_checkpoint, load_net, save_checkpoint
-from pulkit.train import tc
 
 N_FRAMES = 6
 
@@ -30,7 +30,7 @@ def _cfg(backbone="alexnet", instance_sz=167, **tc_over):
 
 @pytest.fixture(autouse=True)
 def _private_cache(tmp_path, monkeypatch):
-    """Crop caches (``pulkit.paths.cache_dir()``) go to the test's folder, not the project's."""
+    """Crop caches (``pulkit.core.paths.cache_dir()``) go to the test's folder, not the project's."""
     monkeypatch.setenv("PULKIT_DATA", str(tmp_path / "data"))
 
 
@@ -74,6 +74,21 @@ def _log(ckpt):
     return [json.loads(line) for line in tc.log_path(ckpt).read_text().splitlines()]
 
 
+def _ahm_hardness_per_anchor(raw):
+    """AHM batch hardness for each possible anchor of ``_table()``'s 6 exemplars (exemplar i: video i // 2,
+    frame 2 (i % 2)), by hand: ``bd.exclude_frames = 2`` drops the anchor's own video and the separation
+    (2 frames) allows one member per other video, so the batch of 3 is the anchor and its most similar
+    exemplar in each of the two other videos; hardness = the mean of those two cosines."""
+    e = raw.double() / raw.double().norm(dim=1, keepdim=True)
+    assert e.shape[0] == 6, "the bank should hold the 6 exemplars"
+    cos = e @ e.T
+    out = []
+    for a in range(6):
+        best = [max(float(cos[a, j]) for j in (2 * v, 2 * v + 1)) for v in range(3) if v != a // 2]
+        out.append(sum(best) / 2)
+    return out
+
+
 @pytest.mark.parametrize("loss", ["nr", "bce"])
 def test_tc_round_trains_logs_and_saves_a_loadable_checkpoint(loss, videos, init_ckpt, tmp_path):
     cfg = _cfg(loss=loss, steps_per_round=2 if loss == "nr" else 1)
@@ -81,18 +96,24 @@ def test_tc_round_trains_logs_and_saves_a_loadable_checkpoint(loss, videos, init
                             progress=False)
     log = _log(out)
     assert [r["step"] for r in log] == list(range(1, cfg.tc.steps_per_round + 1))
+    ckpt = load_checkpoint(out)
+    expected_hardness = _ahm_hardness_per_anchor(ckpt["extra"]["bank"]["embeddings"])
     for r in log:
         assert np.isfinite(r["loss"]) and np.isfinite(r[f"{loss}_loss"]) and np.isfinite(r["infonce"])
-        assert 0.0 <= r["giveup_frac"] <= 1.0
+        # a fraction of the batch's 3 samples; round 1's calibrated head (logit std 0.5, mean 0) starts with
+        # b ~ log 2 < 1, E[g] ~ -log 2 > -1: nobody gives up at step 1
+        assert r["giveup_frac"] * cfg.tc.batch_size == pytest.approx(round(r["giveup_frac"] * cfg.tc.batch_size))
         assert r["loss"] == pytest.approx(r[f"{loss}_loss"] + cfg.tc.lam * r["infonce"], rel=1e-5)
-        assert r["hardness"] <= 1.0 + 1e-6
+        # the batch's hardness is the one computed by hand for the anchor drawn (the bank never refreshed)
+        assert any(r["hardness"] == pytest.approx(h, abs=1e-6) for h in expected_hardness), (r["hardness"],
+                                                                                                expected_hardness)
+    assert log[0]["giveup_frac"] == 0.0
     if loss == "nr":
         assert all(r["nr_loss"] <= np.log(2) + 1e-6 for r in log)      # the Taylor NR loss is bounded
     before, after = load_net(init_ckpt, "cpu"), load_net(out, "cpu")
     changed = [n for (n, a), (_, b) in zip(before.state_dict().items(), after.state_dict().items())
                if a.is_floating_point() and not torch.equal(a, b)]
     assert any(n.startswith("backbone.") for n in changed)
-    ckpt = load_checkpoint(out)
     assert ckpt["stage"] == "tc/round1" and ckpt["complete"] and "projection" in ckpt["extra"]
     assert ckpt["config"]["tc"]["loss"] == loss
     # resume=True on a complete checkpoint returns without training again
@@ -122,13 +143,32 @@ def test_round1_calibrates_an_uncalibrated_head_out_of_the_give_up_regime(videos
     assert c2["arch"]["head_scale"] == pytest.approx(rec["head_scale"]) and c2["extra"]["calibration"] == {}
 
 
-def test_tc_round_runs_with_ciresnet22_and_rss(videos, tmp_path):
+def test_tc_round_runs_with_ciresnet22_and_rss(videos, tmp_path, monkeypatch):
     cfg = _cfg("ciresnet22", instance_sz=135, sampler="rss", steps_per_round=1)
     torch.manual_seed(0)
     init = save_checkpoint(tmp_path / "init.pt", build_net(cfg.model), cfg)
+    calls = {"rss": [], "ahm": 0}
+    real_rss = tc.rss_batch
+
+    def rss_spy(n, batch_size, generator=None, exclude=None):
+        calls["rss"].append((n, batch_size))
+        return real_rss(n, batch_size, generator=generator, exclude=exclude)
+
+    def ahm_spy(*args, **kwargs):
+        calls["ahm"] += 1
+        raise AssertionError("AHM used with tc.sampler = 'rss'")
+
+    monkeypatch.setattr(tc, "rss_batch", rss_spy)
+    monkeypatch.setattr(tc, "ahm_batch", ahm_spy)
     out = tc.train_tc_round(cfg, init, _table(), videos, 1, tmp_path / "tc.pt", device="cpu", progress=False)
     assert load_net(out, "cpu").arch["backbone"] == "ciresnet22"
     assert np.isfinite(_log(out)[-1]["loss"])
+    # RSS really drew the batches: one uniform draw of batch_size of the 6 exemplars per step, no AHM
+    assert calls == {"rss": [(6, cfg.tc.batch_size)] * cfg.tc.steps_per_round, "ahm": 0}
+    ckpt = load_checkpoint(out)
+    assert ckpt["config"]["tc"]["sampler"] == "rss"
+    assert ckpt["extra"]["bank"]["step"] == -1 and ckpt["extra"]["bank"]["embeddings"].numel() == 0   # never built
+    assert all(np.isnan(r["hardness"]) and r["ahm_narrowed"] == 0 for r in _log(out))   # no anchor, no bank
     with pytest.raises(ValueError, match="alexnet"):
         tc.train_tc_round(_cfg(), init, _table(), videos, 1, tmp_path / "x.pt", device="cpu", progress=False)
 
@@ -144,7 +184,7 @@ def test_exemplars_group_pairs_and_ahm_keeps_one_pair_per_track(videos):
     assert z.shape == (2, 3, 103, 103) and z.dtype == torch.float32
     torch.testing.assert_close(z[1], pairs.batch([ex.rows[3][0]], torch.Generator().manual_seed(5))["z"][0])
 
-    from pulkit.sampling import EmbeddingBank
+    from pulkit.method.sampling import EmbeddingBank
     bank = EmbeddingBank(torch.randn(len(ex), 16, generator=torch.Generator().manual_seed(0)),
                          video=ex.video, frame=ex.frame)
     g = torch.Generator().manual_seed(0)
@@ -167,7 +207,11 @@ def test_progressive_rounds_produce_loadable_checkpoints_and_resume_skips(videos
         assert load_net(p, "cpu").arch["backbone"] == "alexnet"
         s = json.loads((tmp_path / "prog" / f"tc_round{r}.json").read_text())
         assert s["round"] == r and s["span"] == cfg.mining.spans[r - 1] and s["pairs"] > 0
-        assert 0 <= s["fb_pass_rate"] <= 1 and np.isfinite(s["final_loss"]) and 0 <= s["final_giveup_frac"] <= 1
+        # fb_iou = 0 passes every track with a step (IoU >= 0); the final numbers are the round log's last record
+        assert s["fb_pass_rate"] == 1.0 and s["tracks"] == cfg.mining.candidates_per_video * len(videos)
+        last = _log(tmp_path / "prog" / f"tc_round{r}.pt")[-1]
+        assert np.isfinite(s["final_loss"]) and s["final_loss"] == last["loss"] and last["step"] == 1
+        assert s["final_giveup_frac"] == last["giveup_frac"] and s["final_nr_loss"] == last["nr_loss"]
         assert s["provenance"]["config"]["tc"]["rounds"] == 2
     ck2 = load_checkpoint(out[1])
     assert ck2["stage"] == "tc/round2"
@@ -192,3 +236,57 @@ def test_progressive_rounds_produce_loadable_checkpoints_and_resume_skips(videos
     with pytest.warns(UserWarning, match=r"changed: tc\.lam"), pytest.raises(Retrained):
         tc.run_progressive(cfg.override({"tc": {"lam": 0.3}}), init_ckpt, videos, tmp_path / "prog",
                            device="cpu", progress=False)
+
+
+def test_tc_round_killed_mid_round_resumes_bitwise(videos, init_ckpt, tmp_path, monkeypatch):
+    """A round interrupted after 3 of its 4 steps resumes from its checkpoint: the mined pairs are reused (not
+    mined again), the projection head, the AHM bank (refreshed at step 2, not again at step 3) and the head
+    calibration come back, and the round ends bitwise where an uninterrupted one ends."""
+    cfg = _cfg(rounds=1, steps_per_round=4).override({"bd": {"bank_refresh": 2}})
+    ref_dir, run_dir = tmp_path / "ref", tmp_path / "run"
+    embeds = []
+    real_embed = tc.embed_exemplars
+    monkeypatch.setattr(tc, "embed_exemplars", lambda *a, **k: embeds.append(1) or real_embed(*a, **k))
+    (ref,) = tc.run_progressive(cfg, init_ckpt, videos, ref_dir, device="cpu", progress=False)
+    assert len(embeds) == 2                                   # the bank is built at step 0, refreshed at step 2
+
+    real_nce, calls = tc.infonce, []
+
+    def killed_at_step_3(*a, **k):                            # infonce runs once per step: the 4th call is step 3
+        calls.append(1)
+        if len(calls) == 4:
+            raise KeyboardInterrupt("killed mid-round")
+        return real_nce(*a, **k)
+
+    monkeypatch.setattr(tc, "infonce", killed_at_step_3)
+    with pytest.raises(KeyboardInterrupt):
+        tc.run_progressive(cfg, init_ckpt, videos, run_dir, device="cpu", progress=False)
+    ckpt = run_dir / "tc_round1.pt"
+    part = load_checkpoint(ckpt)
+    assert part["step"] == 3 and not part["complete"] and not (run_dir / "tc_round1.json").exists()
+    assert part["extra"]["bank"]["step"] == 2 and part["extra"]["calibration"]["head_scale"] > 0
+    pairs_file = run_dir / f"pairs_round1{tc.pairs_suffix()}"
+    pairs_bytes = pairs_file.read_bytes()
+
+    def mined_again(*a, **k):
+        raise AssertionError("the round's pairs were mined again instead of reused")
+
+    monkeypatch.setattr(tc, "infonce", real_nce)
+    monkeypatch.setattr(tc, "mine_pairs", mined_again)
+    embeds.clear()
+    (out,) = tc.run_progressive(cfg, init_ckpt, videos, run_dir, device="cpu", progress=False)
+    assert embeds == [], "the AHM bank was re-embedded on resume instead of restored"
+    assert pairs_file.read_bytes() == pairs_bytes == (ref_dir / pairs_file.name).read_bytes()
+
+    a, b = load_checkpoint(ref), load_checkpoint(out)
+    assert b["complete"] and b["step"] == a["step"] == 4
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+    for k in a["extra"]["projection"]:
+        assert torch.equal(a["extra"]["projection"][k], b["extra"]["projection"][k]), k
+    assert a["extra"]["bank"]["step"] == b["extra"]["bank"]["step"] == 2
+    assert torch.equal(a["extra"]["bank"]["embeddings"], b["extra"]["bank"]["embeddings"])
+    assert a["extra"]["calibration"] == b["extra"]["calibration"] and a["arch"] == b["arch"]
+    keys = ("step", "loss", "nr_loss", "infonce", "giveup_frac", "hardness", "lr")
+    assert [[r[k] for k in keys] for r in _log(out)] == [[r[k] for k in keys] for r in _log(ref)]
+    assert [r["step"] for r in _log(out)] == [1, 2, 3, 4]

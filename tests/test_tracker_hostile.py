@@ -11,11 +11,11 @@ import pytest
 import torch
 from PIL import Image
 
-from pulkit.config import ModelConfig
+from pulkit.core.config import ModelConfig
 from pulkit.data.images import ImageError
+from pulkit.method.loop import save_training_checkpoint
 from pulkit.models.net import build_net, load_checkpoint, save_checkpoint
-from pulkit.train.loop import save_training_checkpoint
-from pulkit.tracker import SiamFCTracker
+from pulkit.tracking.siamfc import SiamFCTracker
 
 # Every hostile tracker input tested here and what the tracker does about it.
 TRACKER_HOSTILE_INPUTS: list[tuple[str, str]] = [

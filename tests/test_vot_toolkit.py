@@ -27,9 +27,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pulkit import paths
+from pulkit.core import paths
 from pulkit.data.sequences import DataError, read_vot, read_vot_sequence
-from pulkit.vot_trax import box_to_region, make_tracker, region_to_box
+from pulkit.tracking.trax import box_to_region, make_tracker, region_to_box
 
 pytestmark = [pytest.mark.vot_toolkit, pytest.mark.timeout(600)]
 
@@ -43,7 +43,7 @@ NAME = "pulkit_untrained"
 
 @pytest.fixture(scope="module")
 def toolkit():
-    from pulkit import vot_toolkit
+    from pulkit.evaluation import vot_toolkit
 
     try:
         vot_toolkit.require_toolkit()
@@ -138,7 +138,7 @@ def test_workspace_layout(toolkit, workspace, bag):
     ini.optionxform = str
     ini.read(workspace / "trackers.ini")
     sec = ini[NAME]
-    assert (sec["protocol"], sec["command"]) == ("traxpython", "pulkit.vot_trax")
+    assert (sec["protocol"], sec["command"]) == ("traxpython", "pulkit.tracking.trax")
     assert Path(sec["paths"]) == paths.project_root()
     assert sec["env_PULKIT_VOT_CHECKPOINT"] == "" and json.loads(sec["env_PULKIT_VOT_TRACKER"]) == {"scale_num": 1}
 
@@ -171,7 +171,7 @@ def test_workspace_bad_input(toolkit, bag, tmp_path):
 
 def test_replay_reports_a_protocol_disagreement(toolkit, workspace):
     """A region the toolkit kept but that does not overlap the target for pulkit: no numbers, a message."""
-    from pulkit.evaluate import evaluate_vot
+    from pulkit.evaluation.vot import evaluate_vot
 
     seq = read_vot(workspace / "sequences")[0]
     traj = [np.array([1.0])] + [p.copy() for p in seq.polygons[1:]]   # perfect polygons

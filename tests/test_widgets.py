@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pulkit import widgets
-from pulkit.figures import NR, TRUE_GT
+from pulkit.figures import widgets
+from pulkit.figures.style import NR, TRUE_GT
 from pulkit.losses import label_moments
 
 

@@ -1,41 +1,17 @@
 """Two augmented views of a batch of crops (PUL supplementary F), batch-wise on one tensor.
 
-Each crop of the batch gets its own random draw of SimCLR's family, in SimCLR's order:
-
-1. SiamFC's **random stretch** (each axis scaled by ``1 + u``, ``u ~ U[-stretch, stretch]``, about the
-   crop centre, the uncovered border filled with the crop's mean colour) and the **horizontal flip**
-   (probability ``flip_p``), together one bilinear ``grid_sample``;
-2. **colour distortion** with probability ``jitter_p``: torchvision ``ColorJitter``'s brightness,
-   contrast, saturation and hue adjustments, factors ``U[1 - s, 1 + s]`` (hue ``U[-hue, hue]``),
-   applied in a random order per crop, each with torchvision's formula (``adjust_brightness`` ...
-   ``adjust_hue``; the tests check equality with them crop by crop);
-3. **grayscale** with probability ``grayscale_p`` (torchvision's ITU-R 601 weights, on all channels);
-4. **Gaussian blur** with probability ``blur_p``, ``sigma ~ U[blur_sigma]`` pixels, kernel side
-   ``blur_kernel_size``, reflect padding (torchvision's ``gaussian_blur``), as one grouped convolution
-   per axis with a kernel per crop.
-
-Every probability and strength is a field of ``AugmentConfig``.  All parameters are drawn from the
-``torch.Generator`` given (on the CPU, in a fixed order, the same amount per call), so the views are a
-pure function of the batch and the generator's state; the global torch RNG is never touched.  The
-work is a handful of whole-batch tensor operations instead of one torchvision pipeline per crop,
-several times faster (the two views of a batch are augmented together as one 2B batch).
-
-Input: a B x 3 x H x W batch, uint8 or float with raw 0..255 pixels (the network convention).
-Output: two float32 B x 3 x H x W batches of raw 0..255 pixels, on the input's device.
-
-    views = TwoViews(cfg.augment)
-    z1, z2 = views(batch["z"], generator)
+``TwoViews`` feeds InfoNCE in BD and TC: two float32 views of raw 0..255 pixels, a pure function
+of the batch and the generator.  Transforms, their order and an example: docs/modules.md.
 """
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
 import torch.nn.functional as tnf
 import torchvision.transforms.v2 as v2
 
-from ..config import AugmentConfig
+from pulkit.core.config import AugmentConfig
 
 GRAY_WEIGHTS = (0.2989, 0.587, 0.114)   # torchvision's rgb_to_grayscale (ITU-R 601-2 luma)
 

@@ -1,22 +1,7 @@
 """Box conventions and SiamFC crops: the one place that knows about coordinates.
 
-Conventions inside pulkit
--------------------------
-* A box is ``[x, y, w, h]`` in **0-based pixel coordinates**: the box covers the pixels
-  with column index ``x .. x + w - 1`` and row index ``y .. y + h - 1``; pixel ``(i, j)``
-  has its centre at ``(i, j)``.  Its centre is therefore ``(x + (w - 1) / 2, y + (h - 1) / 2)``
-  (the convention of the got10k SiamFC reference tracker).
-* OTB and VOT publish 1-based (MATLAB) coordinates: the readers subtract 1 from x and y
-  (``from_one_based``), and a VOT polygon loses 1 on every corner coordinate.
-* A VOT polygon becomes the axis-aligned bounds of its corners (the VOT toolkit's
-  conversion): ``[min x, min y, max x - min x, max y - min y]``.
-* Centres are ``(cx, cy)``; sizes ``(w, h)``.  Arrays are N x 4 float64.
-
-SiamFC crops
-------------
-The exemplar side in the frame is ``sqrt((w + p)(h + p))`` with ``p = context * (w + h)``;
-the search side is that times ``instance_sz / exemplar_sz``.  Crops are square, centred on
-the target, resized with bilinear interpolation and padded with the frame's mean colour.
+Boxes are 0-based ``[x, y, w, h]`` everywhere in pulkit, and every stage cuts its exemplar and
+search crops here.  The conventions in full and the crop geometry: docs/modules.md.
 """
 from __future__ import annotations
 

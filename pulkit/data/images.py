@@ -1,9 +1,7 @@
 """Image decoding with clear errors: every frame read in pulkit goes through ``read_rgb``.
 
-OpenCV decodes a JPEG cut short without complaint (the missing rows come back grey), so
-``read_rgb`` checks the container first: a JPEG must end its last scan with an EOI marker
-(``FF D9``) and a PNG must hold its ``IEND`` chunk.  A file that fails either check, is empty,
-or does not decode raises ``ImageError`` naming the file.
+A truncated, empty or undecodable file raises ``ImageError`` naming the file.
+Why the container is checked: docs/modules.md.
 """
 from __future__ import annotations
 

@@ -1,21 +1,7 @@
 """The data of a profile: which sequences train, which evaluate, and checks that they are sound.
 
-``profile_sequences(cfg)`` locates (or, for the synthetic source, generates) every sequence the
-profile's ``DataConfig`` names and splits them into
-
-* ``train``: video the unsupervised stages learn from *without labels* (synthetic train split,
-  ``shared_train`` of the bundled sequences, GOT-10k train, ILSVRC VID train), and
-* ``eval``: sequences only ever used for evaluation (synthetic val split, ``shared_eval``, OTB,
-  VOT, GOT-10k val).
-
-``inventory(cfg, sequences)`` validates them (``DataError`` naming the problem: counts that differ
-from the config, a sequence in both splits, a bundled evaluation sequence among training video,
-box / frame count mismatches, unreadable first frames) and returns a JSON-able record: per
-sequence its source, split, frame count on disk and in use, absent frames; per split the totals.
-
-Real datasets come from ``data_root/<name>`` when a ``data_root`` is given (``otb``, ``vot``,
-``got10k``, ``vid`` subfolders), else from ``PULKIT_OTB`` / ``PULKIT_VOT`` / ``PULKIT_GOT10K`` /
-``PULKIT_VID`` (``pulkit.paths.dataset_root``).
+``profile_sequences`` gives the ``train`` (used without labels) and ``eval`` sequences, and
+``inventory`` validates them into a JSON-able record.  Splits, checks and roots: docs/modules.md.
 """
 from __future__ import annotations
 
@@ -24,9 +10,11 @@ from typing import Any
 
 import numpy as np
 
-from .. import paths
-from .images import image_size
-from .sequences import DataError, Sequence, load_shared, read_got10k, read_otb, read_vid, read_vot
+from pulkit.core import paths
+from pulkit.core.provenance import config_hash
+from pulkit.data.images import image_size
+from pulkit.data.sequences import DataError, Sequence, load_shared, read_got10k, read_otb, read_vid, read_vot
+from pulkit.data.synthetic import ensure_synthetic, synthetic_params
 
 SPLITS = ("train", "eval")
 _REAL = ("otb", "vot", "got10k", "vid")
@@ -62,8 +50,6 @@ def profile_sequences(cfg, data_root: str | Path | None = None) -> dict[str, lis
             raise DataError(f"data.{kind}_sources: unknown source(s) {bad}; valid: {', '.join(valid)}")
     out: dict[str, list[Sequence]] = {"train": [], "eval": []}
     if "synthetic" in d.train_sources or "synthetic" in d.eval_sources:
-        from .synthetic import ensure_synthetic
-
         splits = ensure_synthetic(d)
         if "synthetic" in d.train_sources:
             out["train"] += _tag(read_got10k(splits["train"], subset="train"), "synthetic")
@@ -113,6 +99,11 @@ def inventory(cfg, sequences: dict[str, list[Sequence]] | None = None, data_root
             "membership": {split: [r["name"] for r in rows if r["split"] == split] for split in SPLITS},
             "synthetic": _synthetic_record(cfg), "summary": summary}
 
+
+
+def training_video(cfg, data_root=None) -> list[Sequence]:
+    """The profile's training video (``profile_sequences``' ``train`` split); BD and TC use it without labels."""
+    return profile_sequences(cfg, data_root)["train"]
 
 def samples(seqs: dict[str, list[Sequence]], per_source: int = 1) -> list[Sequence]:
     """The first ``per_source`` sequences of each (split, source), train first: for a sample figure."""
@@ -193,8 +184,6 @@ def _synthetic_record(cfg) -> dict[str, Any] | None:
     d = cfg.data
     if "synthetic" not in d.train_sources and "synthetic" not in d.eval_sources:
         return None
-    from ..provenance import config_hash
-    from .synthetic import synthetic_params
 
     params = synthetic_params(d)
     return {"params": params, "cache_key": config_hash(params)}  # folder synthetic_dir()/<cache_key>

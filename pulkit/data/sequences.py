@@ -1,20 +1,7 @@
 """The ``Sequence`` type and the readers of every benchmark layout pulkit supports.
 
-Every reader returns ``Sequence`` objects with boxes in pulkit's convention (N x 4 float64,
-0-based ``[x, y, w, h]``, see ``pulkit.data.crops``) and a NaN row wherever the target is absent
-or its annotation is unusable.  Layouts (details and conventions in ``data/README.md``):
-
-* ``read_otb``: ``<root>/[list.txt]``, ``<seq>/img/0001.jpg``, ``<seq>/groundtruth_rect.txt`` (1-based boxes)
-* ``read_vot``: ``<root>/list.txt``, ``<seq>/[color/]00000001.jpg``, ``<seq>/groundtruth.txt`` (1-based
-  rectangles or polygons)
-* ``read_got10k``: ``<root>/<subset>/list.txt``, ``<seq>/00000001.jpg``, ``groundtruth.txt`` (0-based),
-  ``absence.label``, ``cover.label``, ``meta_info.ini``
-* ``read_vid``: ``Data/VID/<subset>/**/000000.JPEG``, ``Annotations/VID/<subset>/**/000000.xml``
-  (inclusive 0-based corners)
-* ``load_shared``: the bundled sequences (OTB and VOT layouts) under ``pulkit.paths.shared_sequences()``
-
-Bad input never crashes deep inside a library: ``HOSTILE_INPUTS`` lists every case handled and
-what the reader does about it (each has a test in ``tests/test_hostile_inputs.py``).
+Readers give frames and boxes in pulkit's convention, the input of every stage.
+Layouts and hostile-input handling: docs/modules.md.
 """
 from __future__ import annotations
 
@@ -30,8 +17,9 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from . import crops
-from .images import ImageError, image_size, read_rgb
+from pulkit.core import paths
+from pulkit.data import crops
+from pulkit.data.images import ImageError, image_size, read_rgb
 
 
 class DataError(ValueError):
@@ -660,13 +648,11 @@ def read_vid(root: str | Path, subset: str = "train", max_snippets: int | None =
 
 # --------------------------------------------------------------------------- bundled sequences
 def load_shared(names=None) -> list[Sequence]:
-    """The bundled real sequences under ``pulkit.paths.shared_sequences()`` (``PULKIT_SHARED``).
+    """The bundled real sequences under ``pulkit.core.paths.shared_sequences()`` (``PULKIT_SHARED``).
 
     ``names`` like ``"otb/Crossing"`` or ``"vot/bag"`` (default: all of them); each Sequence is named
     that way.  Which may serve as unlabeled training video is set in ``DataConfig.shared_train``.
     """
-    from .. import paths
-
     root = paths.shared_sequences()
     _require_dir(root, "the bundled sequences otb/ and vot/ (set PULKIT_SHARED)")
     readers = {"otb": read_otb, "vot": read_vot}

@@ -1,29 +1,7 @@
 """Seeded synthetic videos with exact ground truth: pulkit's embedded default data.
 
-Each video shows a textured target and ``n_distractors`` look-alikes (the same texture family with
-a hue shift or a slight variation) moving smoothly, with scale change, over a textured background
-that pans; an occluder patch crosses the target (partial occlusion), the illumination drifts, and
-bursts of camera shake add motion blur.  Everything random is drawn from one
-``numpy.random.Generator`` per video (seeded by ``(seed, video index)``), so a seed gives the same
-bytes every time.
-
-Boxes are exact: objects sit at integer positions with integer sizes, and each object's mask
-touches all four sides of its box, so ``[x, y, w, h]`` (0-based, pulkit's convention) covers
-exactly the pixels the object was drawn on before blur and JPEG compression.
-
-On disk a split is in GOT-10k layout, so ``read_got10k(split)`` serves it::
-
-    <split>/list.txt                     video names, one per line
-    <split>/<video>/00000001.jpg ...     frames (JPEG quality 92)
-    <split>/<video>/groundtruth.txt      target box per frame, "x,y,w,h" (0-based)
-    <split>/<video>/absence.label        1 where the target is fully hidden
-    <split>/<video>/cover.label          visible-ratio level 0..8 (GOT-10k: 0 hidden, 8 fully visible)
-    <split>/<video>/cut_by_image.label   always 0 (objects stay inside the frame)
-    <split>/<video>/meta_info.ini        resolution: (width, height), seed, index
-    <split>/objects.csv                  every object: video, frame, object_id, role, x, y, w, h, visible
-
-``ensure_synthetic(cfg.data)`` generates the train and val splits once under
-``pulkit.paths.synthetic_dir()/<hash of the generating fields>/`` and reuses them afterwards.
+Renders the frames (and every object's box) that the pipeline trains and evaluates on by default,
+as GOT-10k-layout splits that ``read_got10k`` serves.  Content, boxes and file layout: docs/modules.md.
 """
 from __future__ import annotations
 
@@ -37,8 +15,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .. import paths
-from ..provenance import config_hash
+from pulkit.core import paths
+from pulkit.core.provenance import config_hash
+from pulkit.data.sequences import DataError
 
 # Bump when the renderer changes: the cache hash includes it, so old splits are not reused.
 GENERATOR_VERSION = 1
@@ -305,8 +284,6 @@ def read_objects(root: str | os.PathLike):
     x, y, w, h (0-based box), visible (fraction of the object's pixels not covered by others).
     """
     import pandas as pd
-
-    from .sequences import DataError
 
     path = Path(root) / "objects.csv"
     if not path.is_file():

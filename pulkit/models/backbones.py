@@ -1,19 +1,7 @@
 """Siamese backbones: SiamFC's AlexNet and SiamDW's CIResNet-22 (METHOD.md, "Geometry").
 
-Both take float32 B x 3 x H x W tensors of raw 0..255 pixels and return B x C x h x w
-feature maps with total stride 8 and no padding at the borders that matter (AlexNet has none;
-CIResNet crops every padding-affected border), so exemplar 127 + 8k and search 255 + 8k crops
-give integral maps and a 17 x 17 response at 127 / 255.
-
-Every conv that a BatchNorm follows sits beside it in an ``nn.Sequential`` so that
-``pulkit.models.net.fuse_bn`` can fold the pair for inference.
-
-=============  ========  ==============  ============  ==========
-backbone       channels  127 / 255 maps  parameters    GFLOP 3x255
-=============  ========  ==============  ============  ==========
-``alexnet``    256       6 / 22          2,336,320     16.3
-``ciresnet22`` 512       5 / 21          1,444,928     15.8
-=============  ========  ==============  ============  ==========
+The feature extractors of every stage and of the tracker.  Input, stride and BN conventions and the
+size table: docs/modules.md.
 """
 from __future__ import annotations
 

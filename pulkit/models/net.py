@@ -1,18 +1,7 @@
 """``Net(backbone, head)``: the Siamese network, its device, its checkpoints, its inference form.
 
-Input convention: float32 B x 3 x H x W tensors of raw 0..255 pixels (SiamFC, no normalisation),
-crops from ``pulkit.data.crops``.  ``net(z, x)`` returns B x 1 x R x R response logits whose cell
-``(i, j)`` sits at search-crop pixel ``(c + (j - (R-1)/2) * 8, c + (i - (R-1)/2) * 8)``,
-``c = (instance_sz - 1) / 2`` (docs/ARCHITECTURE.md).
-
-A checkpoint is one dict written atomically::
-
-    {"format": "pulkit-checkpoint-v1",
-     "arch": {"backbone", "head_scale", "head_bias", "exemplar_sz", "instance_sz", "context"},
-     "model": state_dict, "config": Config.to_dict() or None, "provenance": {...},
-     ...extra state: "optimizer", "scheduler", "step", "rng", "stage", ...}
-
-and ``load_net`` rebuilds the network from ``arch`` alone.
+Every training stage writes this network's checkpoints and the tracker loads them (``load_net``).
+Input and response conventions and the checkpoint format: docs/modules.md.
 """
 from __future__ import annotations
 
@@ -26,11 +15,11 @@ import torch
 import torch.nn as nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from ..config import ModelConfig, check_crop_size
-from ..io import torch_save_atomic
-from ..provenance import provenance
-from .backbones import build_backbone
-from .heads import XCorr, build_head
+from pulkit.core.config import ModelConfig, check_crop_size
+from pulkit.core.io import torch_save_atomic
+from pulkit.core.provenance import provenance
+from pulkit.models.backbones import build_backbone
+from pulkit.models.heads import XCorr, build_head
 
 CHECKPOINT_FORMAT = "pulkit-checkpoint-v1"
 _RESERVED = ("format", "arch", "model", "config")

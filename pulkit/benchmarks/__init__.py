@@ -1,1 +1,0 @@
-"""Benchmark implementations behind ``python -m pulkit.bench``."""

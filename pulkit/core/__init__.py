@@ -1,0 +1,1 @@
+"""Plumbing: configuration, paths, atomic I/O, provenance, output names and results files."""

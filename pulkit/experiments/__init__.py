@@ -1,0 +1,1 @@
+"""One module per notebook: computes and writes results, never plots."""

@@ -1,0 +1,378 @@
+"""Notebook 07's benchmark and ablation tables, from ``pulkit.evaluation`` results.
+
+Scores every trained tracker and two references on the OTB, GOT-10k and VOT protocols and
+computes the acceptance numbers.  Trackers, benchmarks and acceptance: docs/modules.md.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import numpy as np
+import pandas as pd
+
+from pulkit.core import artifacts, paths
+from pulkit.core.io import atomic_write_bytes
+from pulkit.core.results import MissingResultsError, save_results
+from pulkit.data.inventory import dataset_root, profile_sequences
+from pulkit.data.synthetic import ensure_synthetic
+from pulkit import evaluation as ev
+from pulkit.models.net import build_net
+from pulkit.tracking.siamfc import SiamFCTracker, load_tracker
+from pulkit.tracking.static import STATIC, StaticTracker
+
+UNTRAINED = "Untrained AlexNet"
+REFERENCES = (STATIC, UNTRAINED)
+ACCEPTANCE_RATIO = 1.5     # AlexPUL success AUC / the static tracker's, at least
+ACCEPTANCE_DIFF = 0.10     # AlexPUL success AUC - the untrained network's, at least
+METRICS = {"otb": ("success_auc", "precision"), "got10k": ("ao", "sr50", "sr75"),
+           "vot": ("accuracy", "robustness", "eao")}
+BENCHMARKS = tuple(METRICS)
+NOTEBOOK = "07_benchmarks"
+MAIN_TRACKERS = artifacts.MAIN_TRACKERS
+
+
+# --------------------------------------------------------------------------- reference trackers
+def untrained_tracker(cfg, device: str = "auto", name: str = UNTRAINED):
+    """AlexPUL's network (AlexNet with ``cfg.model``'s crops) at its random initialisation, drawn
+    from ``cfg.seed`` without touching the global RNG; tracked with ``cfg.tracker``."""
+    import torch
+
+    model_cfg = dataclasses.replace(cfg.model, backbone="alexnet")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(cfg.seed))
+        net = build_net(model_cfg)
+    return SiamFCTracker(net.eval(), cfg.tracker, model_cfg, device=device, name=name)
+
+
+# --------------------------------------------------------------------------- which trackers
+@dataclass
+class TrackerSet:
+    """The trackers of a benchmark run.
+
+    ``trackers``: display name -> tracker, one per distinct checkpoint plus the references;
+    ``aliases``: display name -> the name evaluated in its place (same checkpoint file);
+    ``checkpoints``: display name -> checkpoint of every present trained tracker;
+    ``missing``: display name -> ``{"checkpoint": path under checkpoints/<profile>/, "notebook": ...}``.
+    """
+    trackers: dict[str, Any]
+    aliases: dict[str, str] = field(default_factory=dict)
+    checkpoints: dict[str, Path] = field(default_factory=dict)
+    missing: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    @property
+    def names(self) -> list[str]:
+        """Every display name with results: trained (in ``tracker_checkpoints`` order), then references."""
+        trained = [n for n in self.checkpoints]
+        return trained + [n for n in self.trackers if n not in self.checkpoints]
+
+
+def find_checkpoints(profile: str, rounds: int) -> tuple[dict[str, Path], dict[str, dict[str, str]]]:
+    """``(present {name: path}, missing {name: {checkpoint, notebook}})`` of ``tracker_checkpoints``.
+
+    Raises ``MissingResultsError`` when no trained tracker exists at all (nothing to benchmark)."""
+    root = paths.checkpoints_dir(profile)
+    present, missing = {}, {}
+    for name, path in artifacts.tracker_checkpoints(profile, rounds).items():
+        if path.is_file():
+            present[name] = path
+        else:
+            missing[name] = {"checkpoint": _relative(path, root), "notebook": artifacts.producer(path, profile)}
+    if not present:
+        nbs = sorted({m["notebook"] for m in missing.values()})
+        raise MissingResultsError(
+            f"{root}: no trained tracker checkpoint for profile {profile!r}; they are trained by "
+            + ", ".join(f"notebooks/{nb}.ipynb" for nb in nbs)
+            + f": run `pulkit reproduce --profile {profile}` first", root, nbs[0])
+    return present, missing
+
+
+def tracker_set(profile: str, cfg, device: str = "auto") -> TrackerSet:
+    """Load every present trained tracker (once per checkpoint file) and build the references."""
+    present, missing = find_checkpoints(profile, cfg.tc.rounds)
+    trackers: dict[str, Any] = {}
+    aliases: dict[str, str] = {}
+    first_of: dict[Path, str] = {}
+    for name, path in present.items():
+        real = path.resolve()
+        if real in first_of:
+            aliases[name] = first_of[real]
+            continue
+        first_of[real] = name
+        trackers[name] = load_tracker(name, path, device)
+    trackers[STATIC] = StaticTracker()
+    trackers[UNTRAINED] = untrained_tracker(cfg, device)
+    return TrackerSet(trackers, aliases, present, missing)
+
+
+def tracker_record(ts: TrackerSet, profile: str, results: Mapping[str, Mapping]) -> dict[str, dict]:
+    """JSON-able description of every evaluated tracker: kind (trained | reference), checkpoint
+    (under ``checkpoints/<profile>/``), ``same_checkpoint_as`` and its result key."""
+    root = paths.checkpoints_dir(profile)
+    out = {}
+    for n in ts.names:
+        bench = next((b for b in BENCHMARKS if n in results.get(b, {})), None)
+        out[n] = {"kind": "reference" if n in REFERENCES else "trained",
+                  "checkpoint": _relative(ts.checkpoints[n], root) if n in ts.checkpoints else None,
+                  "same_checkpoint_as": ts.aliases.get(n),
+                  "result_key": results[bench][n]["result_key"] if bench else None}
+    return out
+
+
+def _relative(path: Path, root: Path) -> str:
+    try:
+        return str(path.relative_to(root))
+    except ValueError:
+        return path.name
+
+
+# --------------------------------------------------------------------------- which data
+@dataclass
+class BenchmarkSets:
+    """The evaluation data of each benchmark (see the module doc).
+
+    ``otb``: Sequence objects; ``got10k``: a root for ``evaluate_got10k`` (None: no GOT-10k
+    data); ``vot``: Sequence objects; ``groups``: OTB sequence names by origin
+    (``"synthetic"``, ``"real"``) for the acceptance numbers; ``max_frames``: the cut applied.
+    """
+    otb: list
+    got10k: Path | None
+    got10k_label: str | None
+    vot: list
+    groups: dict[str, list[str]]
+    max_frames: int | None
+
+    def describe(self) -> dict[str, Any]:
+        return {"otb": [s.name for s in self.otb], "got10k": self.got10k_label, "vot": [s.name for s in self.vot],
+                "groups": self.groups, "max_frames": self.max_frames}
+
+
+def benchmark_sets(cfg, data_root: str | Path | None = None, sequences: Mapping[str, list] | None = None) -> BenchmarkSets:
+    """The profile's evaluation data per benchmark; ``sequences`` defaults to ``profile_sequences``."""
+    seqs = (sequences or profile_sequences(cfg, data_root))["eval"]
+    src = {s.name: s.attributes.get("source") for s in seqs}
+    otb = [s for s in seqs if src[s.name] in ("synthetic", "shared", "otb")]
+    vot = [s for s in seqs if src[s.name] == "vot" or (src[s.name] == "shared" and s.name.startswith("vot/"))]
+    groups = {"synthetic": [s.name for s in otb if src[s.name] == "synthetic"],
+              "real": [s.name for s in otb if src[s.name] != "synthetic"]}
+    got10k, label = None, None
+    if "got10k" in cfg.data.eval_sources:
+        got10k, label = dataset_root("got10k", data_root), "GOT-10k val"
+    elif "synthetic" in cfg.data.eval_sources:
+        got10k, label = ensure_synthetic(cfg.data)["val"], "synthetic val"
+    return BenchmarkSets(otb, got10k, label, vot, groups, cfg.data.max_frames)
+
+
+# --------------------------------------------------------------------------- running
+def strip_speed(result: Any) -> Any:
+    """``result`` without its timing entries (``speed_fps``) and per-sequence curves."""
+    if isinstance(result, Mapping):
+        return {k: strip_speed(v) for k, v in result.items()
+                if k not in ("speed_fps", "success_curve", "precision_curve")}
+    if isinstance(result, list):
+        return [strip_speed(v) for v in result]
+    return result
+
+
+def run_benchmarks(ts: TrackerSet, sets: BenchmarkSets, cfg, profile: str | None,
+                   progress: bool = True) -> tuple[dict[str, dict[str, dict]], dict[str, dict[str, float]]]:
+    """Evaluate every tracker of ``ts`` on every benchmark with data.
+
+    Returns ``(results {benchmark: {name: result}}, speeds {benchmark: {name: fps}})``; aliases get
+    their original's result with ``tracker`` renamed and ``same_checkpoint_as`` set.  Results are
+    ``strip_speed``-ed; with ``profile`` the tracking runs are stored and re-used."""
+    results: dict[str, dict[str, dict]] = {b: {} for b in BENCHMARKS}
+    speeds: dict[str, dict[str, float]] = {b: {} for b in BENCHMARKS}
+    for name, tracker in ts.trackers.items():
+        runs = {}
+        if sets.otb:
+            runs["otb"] = ev.evaluate_otb(tracker, sets.otb, profile=profile, max_frames=sets.max_frames,
+                                          progress=progress)
+        if sets.got10k is not None:
+            runs["got10k"] = ev.evaluate_got10k(tracker, sets.got10k, "val", profile=profile,
+                                                max_frames=sets.max_frames, progress=progress)
+        if sets.vot:
+            runs["vot"] = ev.evaluate_vot(tracker, sets.vot, cfg=cfg.eval, profile=profile,
+                                          max_frames=sets.max_frames, progress=progress)
+        for bench, r in runs.items():
+            speeds[bench][name] = float(r["speed_fps"])
+            results[bench][name] = strip_speed(r)
+    for alias, original in ts.aliases.items():
+        for bench in BENCHMARKS:
+            if original in results[bench]:
+                results[bench][alias] = {**results[bench][original], "tracker": alias, "same_checkpoint_as": original}
+    for bench in BENCHMARKS:   # display order: trained in tracker_checkpoints order, then references
+        results[bench] = {n: results[bench][n] for n in ts.names if n in results[bench]}
+    return results, speeds
+
+
+# --------------------------------------------------------------------------- tables
+def _status(name: str, result: Mapping | None, missing: Mapping[str, Mapping]) -> str:
+    if name in missing:
+        return f"missing: run notebooks/{missing[name]['notebook']}.ipynb ({missing[name]['checkpoint']})"
+    if name in REFERENCES:
+        return "reference"
+    if result is not None and result.get("same_checkpoint_as"):
+        return f"same checkpoint as {result['same_checkpoint_as']}"
+    return "ok"
+
+
+def benchmark_table(bench: str, results: Mapping[str, Mapping], missing: Mapping[str, Mapping] | None = None):
+    """One row per tracker (index ``tracker``): ``METRICS[bench]``, ``frames``, ``status``.
+
+    Missing trackers are rows with NaN metrics and a status naming the notebook that trains them
+    (after the evaluated ones, in their given order)."""
+    import pandas as pd
+
+    if bench not in METRICS:
+        raise ValueError(f"unknown benchmark {bench!r}; valid: {', '.join(METRICS)}")
+    missing = missing or {}
+    cols = [*METRICS[bench], "frames", "status"]
+    rows = {}
+    for name, r in results.items():
+        if r.get("benchmark") != bench:
+            raise ValueError(f"{name}: a {r.get('benchmark')!r} result in the {bench!r} table")
+        rows[name] = {**{m: float(r[m]) for m in METRICS[bench]}, "frames": int(r["frames"]),
+                      "status": _status(name, r, missing)}
+    for name in missing:
+        if name not in rows:
+            rows[name] = {**{m: np.nan for m in METRICS[bench]}, "frames": np.nan, "status": _status(name, None, missing)}
+    df = pd.DataFrame.from_dict(rows, orient="index", columns=cols)
+    df["frames"] = df["frames"].astype("Int64")      # stays an integer beside missing rows
+    df.index.name = "tracker"
+    return df
+
+
+def sequence_table(otb_results: Mapping[str, Mapping], groups: Mapping[str, list[str]] | None = None):
+    """OTB protocol per (tracker, sequence): ``success_auc``, ``precision``, ``frames``, ``group``."""
+    import pandas as pd
+
+    group_of = {s: g for g, names in (groups or {}).items() for s in names}
+    rows = [{"tracker": name, "sequence": seq, "group": group_of.get(seq), "success_auc": float(v["success_auc"]),
+             "precision": float(v["precision"]), "frames": int(v["frames"])}
+            for name, r in otb_results.items() for seq, v in r["sequences"].items()]
+    return pd.DataFrame(rows, columns=["tracker", "sequence", "group", "success_auc", "precision", "frames"])
+
+
+def ablation_rows(rounds: int) -> list[tuple[str, str, str | None, str | None]]:
+    """``(component, tracker, reference, previous)`` of the ablation table, in order.
+
+    ``reference``: the variant it is compared with (AHM vs RSS, NR vs BCE at the same round,
+    unsupervised AlexPUL vs supervised SiamFC); ``previous``: what the round started from (round 1
+    from the AHM BD model, round r from round r - 1 of the same loss)."""
+    rows = [("BD sampler", "BD only (AHM)", "BD only (RSS)", None), ("BD sampler", "BD only (RSS)", None, None)]
+    for r in range(1, rounds + 1):
+        prev = "BD only (AHM)" if r == 1 else None
+        rows.append((f"TC loss, round {r}", f"TC-NR round {r}", f"TC-BCE round {r}", prev or f"TC-NR round {r - 1}"))
+        rows.append((f"TC loss, round {r}", f"TC-BCE round {r}", None, prev or f"TC-BCE round {r - 1}"))
+    rows += [("supervision", "AlexPUL", "SiamFC (supervised)", None), ("supervision", "SiamFC (supervised)", None, None)]
+    return rows
+
+
+def ablation_table(otb_results: Mapping[str, Mapping], rounds: int, missing: Mapping[str, Mapping] | None = None):
+    """The ablation table on the OTB protocol: one row per ``ablation_rows`` tracker with
+    ``success_auc``, ``precision``, ``reference``, ``delta_auc`` (tracker - reference),
+    ``previous``, ``gain_vs_previous`` and ``status`` (missing ones named with their notebook)."""
+    import pandas as pd
+
+    missing = missing or {}
+    auc = {n: float(r["success_auc"]) for n, r in otb_results.items()}
+    prec = {n: float(r["precision"]) for n, r in otb_results.items()}
+
+    def diff(a, b):
+        return auc[a] - auc[b] if b is not None and a in auc and b in auc else np.nan
+
+    rows = []
+    for component, name, ref, prev in ablation_rows(rounds):
+        rows.append({"tracker": name, "component": component, "success_auc": auc.get(name, np.nan),
+                     "precision": prec.get(name, np.nan), "reference": ref, "delta_auc": diff(name, ref),
+                     "previous": prev, "gain_vs_previous": diff(name, prev),
+                     "status": _status(name, otb_results.get(name), missing) if name in otb_results or name in missing
+                     else "not evaluated"})
+    return pd.DataFrame(rows).set_index("tracker")
+
+
+# --------------------------------------------------------------------------- acceptance
+def subset_auc(result: Mapping[str, Any], names: Iterable[str]) -> float:
+    """OTB success AUC over a subset of a result's sequences: the mean of their per-sequence AUCs
+    (the overall AUC is the same mean over all sequences).  NaN for an empty subset."""
+    names = list(names)
+    missing = [n for n in names if n not in result["sequences"]]
+    if missing:
+        raise KeyError(f"{result.get('tracker')}: no OTB result for sequences {missing}")
+    return float(np.mean([result["sequences"][n]["success_auc"] for n in names])) if names else float("nan")
+
+
+def acceptance(otb_results: Mapping[str, Mapping], groups: Mapping[str, list[str]], tracker: str = "AlexPUL",
+               static: str = STATIC, untrained: str = UNTRAINED, ratio_target: float = ACCEPTANCE_RATIO,
+               diff_target: float = ACCEPTANCE_DIFF) -> dict[str, Any]:
+    """AlexPUL's success AUC against the static tracker (ratio) and the untrained network
+    (difference), over ``all`` OTB-protocol sequences and each non-empty group.
+
+    Returns ``{"available": bool, "reason", "targets", "sets": {set: {sequences, auc, static_auc,
+    untrained_auc, ratio_vs_static, diff_vs_untrained, ratio_met, diff_met}}, "summary": {...}}``;
+    ``ratio_vs_static`` is None when the static AUC is 0."""
+    targets = {"ratio_vs_static": float(ratio_target), "diff_vs_untrained": float(diff_target)}
+    absent = [n for n in (tracker, static, untrained) if n not in otb_results]
+    if absent:
+        return {"available": False, "reason": f"no OTB results for {absent}", "targets": targets, "sets": {},
+                "summary": {"acceptance_available": False}}
+    subsets = {"all": list(otb_results[tracker]["sequences"])}
+    subsets.update({g: list(n) for g, n in groups.items() if n})
+    out = {}
+    for label, names in subsets.items():
+        a, s, u = (subset_auc(otb_results[n], names) for n in (tracker, static, untrained))
+        ratio = a / s if s > 0 else None
+        out[label] = {"sequences": names, "auc": a, "static_auc": s, "untrained_auc": u,
+                      "ratio_vs_static": ratio, "diff_vs_untrained": a - u,
+                      "ratio_met": bool(ratio is not None and ratio >= ratio_target), "diff_met": bool(a - u >= diff_target)}
+    main = out["all"]
+    summary = {"acceptance_available": True, f"{tracker}_auc": main["auc"], "static_auc": main["static_auc"],
+               "untrained_auc": main["untrained_auc"], "ratio_vs_static": main["ratio_vs_static"],
+               "diff_vs_untrained": main["diff_vs_untrained"], "ratio_target_met": main["ratio_met"],
+               "diff_target_met": main["diff_met"]}
+    return {"available": True, "reason": None, "tracker": tracker, "targets": targets, "sets": out, "summary": summary}
+
+
+def acceptance_table(acc: Mapping[str, Any]):
+    """The acceptance numbers as a DataFrame, one row per sequence set."""
+    import pandas as pd
+
+    cols = ["auc", "static_auc", "untrained_auc", "ratio_vs_static", "diff_vs_untrained", "ratio_met", "diff_met",
+            "n_sequences"]
+    rows = {k: {**{c: v.get(c) for c in cols[:-1]}, "n_sequences": len(v["sequences"])} for k, v in acc["sets"].items()}
+    df = pd.DataFrame.from_dict(rows, orient="index", columns=cols)
+    df.index.name = "sequences"
+    return df
+
+
+# --------------------------------------------------------------------------- files
+def save_table(df, profile: str, name: str) -> Path:
+    """``artifacts.table_path(profile, name)`` (CSV) written atomically (floats at full precision)."""
+    return atomic_write_bytes(artifacts.table_path(profile, name), df.to_csv().encode())
+
+
+def load_table(profile: str, name: str):
+    """A table saved by ``save_table``; a missing file names notebook 07."""
+    path = artifacts.table_path(profile, name)
+    if not path.is_file():
+        raise artifacts.missing(path, profile, f"table {name!r}")
+    return pd.read_csv(path, index_col=0)
+
+
+def results_record(ts: TrackerSet, sets: BenchmarkSets, profile: str, results: Mapping[str, Mapping],
+                   acc: Mapping[str, Any]) -> dict[str, Any]:
+    """Notebook 07's record: the trackers, the missing ones, the data, every benchmark's results, the
+    acceptance numbers and the summary."""
+    return {
+        "trackers": tracker_record(ts, profile, results), "missing": ts.missing, "data": sets.describe(),
+        "results": results, "acceptance": acc,
+        "summary": {**acc["summary"], "trackers_evaluated": len(ts.names), "trackers_missing": len(ts.missing)},
+    }
+
+
+def write_results(cfg, record: Mapping[str, Any]) -> Path:
+    """``07_benchmarks.json`` (provenance added); the tables are written by ``save_table``."""
+    return save_results(cfg.profile, NOTEBOOK, dict(record), cfg=cfg)

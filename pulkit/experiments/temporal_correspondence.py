@@ -1,0 +1,329 @@
+"""Notebook 02, temporal correspondence: AlexPUL's progressive rounds (mine with the current model,
+learn with the NR loss), per-round records and curves, the miner's error against ground truth at
+fixed k on labelled *training* video, the mined-pairs gallery, and the results file.  ``run_tc``
+is the runner notebook 03 reuses for ResPUL and the TC-BCE ablation."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from pulkit.core import artifacts, paths
+from pulkit.core.config import ConfigError
+from pulkit.core.io import read_json, write_json
+from pulkit.core.provenance import config_hash
+from pulkit.core.results import save_results
+from pulkit.data.crops import exemplar_crop, mean_color
+from pulkit.data.inventory import profile_sequences, training_video
+from pulkit.data.sequences import DataError, unlabeled
+from pulkit.method.loop import require_complete
+from pulkit.method.mining import load_pairs, mining_quality
+from pulkit.method.supervised import supervised_sequences
+from pulkit.method.tc import file_digest, log_path, run_progressive
+from pulkit.models.net import load_net
+
+NOTEBOOK = "02_temporal_correspondence"
+SUMMARY_K = 10                       # the k whose centre error 02's summary compares over rounds
+# Log fields kept in results (the loop's lr, grad_norm, pairs_per_s, elapsed are left out: timings vary).
+CURVE_KEYS = ("loss", "nr_loss", "bce_loss", "infonce", "giveup_frac")
+QUALITY_COLUMNS = ("round", "model", "sequence", "k", "n", "center_error", "iou", "kept_frac",
+                   "center_error_kept", "iou_kept")
+
+
+# --------------------------------------------------------------------------- upstream files
+def checkpoint_name(profile: str, path) -> str:
+    """``path`` relative to ``checkpoints/<profile>/`` (what results record), e.g. ``tc_nr_alexnet/tc_round2.pt``."""
+    path = Path(path)
+    try:
+        return path.relative_to(paths.checkpoints_dir(profile)).as_posix()
+    except ValueError:
+        return path.name
+
+
+# --------------------------------------------------------------------------- sequences
+def evaluation_names(cfg, data_root=None) -> set[str]:
+    """Names of the profile's evaluation-only sequences (never trained on, never used to measure mining)."""
+    return {s.name for s in profile_sequences(cfg, data_root)["eval"]}
+
+
+def quality_sequences(cfg, data_root=None) -> list:
+    """Labelled *training* video for the mining-error report: the synthetic train split when the
+    profile has one (else its labelled training video), at most ``mining.quality_videos`` of them
+    evenly spaced.  Evaluation sequences are refused (``DataError``)."""
+    n = cfg.mining.quality_videos
+    if n is not None and n < 1:
+        raise ConfigError(f"mining.quality_videos must be >= 1 or None, got {n}")
+    labelled = supervised_sequences(cfg, data_root)        # refuses evaluation-only sequences itself
+    seqs = [s for s in labelled if s.attributes.get("source") == "synthetic"] or labelled
+    if n is not None and len(seqs) > n:
+        seqs = [seqs[i] for i in np.unique(np.linspace(0, len(seqs) - 1, n).round().astype(int))]
+    leaked = sorted({s.name for s in seqs} & evaluation_names(cfg, data_root))
+    if leaked:
+        raise DataError(f"evaluation sequences among the mining-quality sequences: {leaked}")
+    return seqs
+
+
+# --------------------------------------------------------------------------- TC runs (02, 03)
+def tc_run_config(cfg, loss: str, backbone: str):
+    """``cfg`` with the run's TC loss and backbone written in (what its checkpoints record)."""
+    return cfg.override({"tc": {"loss": loss}, "model": {"backbone": backbone}})
+
+
+def run_tc(cfg, loss: str, backbone: str, device="auto", progress: bool = True, data_root=None) -> pd.DataFrame:
+    """Progressive rounds of one TC run from ``bd_ahm_<backbone>.pt`` into ``tc_<loss>_<backbone>/``;
+    complete rounds are skipped, unless they descend from another BD checkpoint than the current one
+    (``stale_round``): then every round is retrained.  Returns ``round_records`` of the run."""
+    bd = require_complete(artifacts.bd_checkpoint(cfg.profile, "ahm", backbone), cfg.profile, f"BD checkpoint (AHM, {backbone})")
+    rcfg = tc_run_config(cfg, loss, backbone)
+    stale = stale_round(cfg, loss, backbone)
+    if stale is not None:
+        print(f"tc_{loss}_{backbone}: round {stale} was mined by another model than the current "
+              f"{'BD checkpoint' if stale == 1 else f'round {stale - 1}'} (notebook 01 re-ran?): retraining every round")
+    out = run_progressive(rcfg, bd, training_video(cfg, data_root), artifacts.tc_dir(cfg.profile, loss, backbone),
+                          device=device, resume=stale is None, progress=progress)
+    expected = [artifacts.tc_checkpoint(cfg.profile, r, loss, backbone) for r in range(1, rcfg.tc.rounds + 1)]
+    if [Path(p) for p in out] != expected:
+        raise RuntimeError(f"run_progressive wrote {[Path(p).name for p in out]}, but pulkit.core.artifacts names "
+                           f"{[p.name for p in expected]}: the two disagree on checkpoint names")
+    return round_records(cfg, loss, backbone)
+
+
+def stale_round(cfg, loss: str, backbone: str) -> int | None:
+    """The first round whose saved pairs were mined by a model other than the file now at its place
+    (BD's checkpoint for round 1, round r-1's for round r), or None.
+
+    ``run_progressive`` skips a complete round by its config alone; when notebook 01 re-trains BD,
+    its rounds would be kept although they descend from the old BD.  ``run_tc`` then retrains them.
+    """
+    out_dir = artifacts.tc_dir(cfg.profile, loss, backbone)
+    for r in range(1, cfg.tc.rounds + 1):
+        meta = out_dir / f"pairs_round{r}.json"
+        init = (artifacts.bd_checkpoint(cfg.profile, "ahm", backbone) if r == 1
+                else artifacts.tc_checkpoint(cfg.profile, r - 1, loss, backbone))
+        if not meta.is_file() or not init.is_file():
+            return None
+        if read_json(meta).get("init_digest") != file_digest(init):
+            return r
+    return None
+
+
+def run_alexpul(cfg, device="auto", progress: bool = True, data_root=None) -> pd.DataFrame:
+    """AlexPUL (notebook 02): AlexNet, NR loss, ``tc.rounds`` rounds from ``bd_ahm_alexnet.pt``."""
+    return run_tc(cfg, "nr", "alexnet", device, progress, data_root)
+
+
+def _read_log(path: Path) -> list[dict[str, Any]]:
+    """The ``CURVE_KEYS`` of a JSON-lines training log (missing file: no records)."""
+    out = []
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            if line.strip():
+                rec = json.loads(line)
+                out.append({"step": int(rec["step"]), **{k: rec[k] for k in CURVE_KEYS if k in rec}})
+    return out
+
+
+def round_records(cfg, loss: str = "nr", backbone: str = "alexnet") -> pd.DataFrame:
+    """One row per round of a TC run, from its saved summaries, mining statistics and logs.
+
+    Columns: round, span, pairs, tracks, fb_passed, fb_pass_rate (true FB passes / tracks with
+    steps), fb_relaxed_tracks (added by ``mining.min_tracks``), mean_confidence, steps, final_loss,
+    final_response_loss (NR or BCE term), final_infonce, final_giveup_frac, mean_giveup_frac (over
+    the round's log), checkpoint, pairs_file (names under ``checkpoints/<profile>/``).
+    """
+    rows = []
+    out_dir = artifacts.tc_dir(cfg.profile, loss, backbone)
+    for r in range(1, cfg.tc.rounds + 1):
+        summary_path = out_dir / f"tc_round{r}.json"
+        if not summary_path.is_file():
+            raise artifacts.missing(summary_path, cfg.profile, f"round {r} summary of TC ({loss}, {backbone})")
+        s = read_json(summary_path)
+        meta_path = out_dir / f"pairs_round{r}.json"
+        meta = read_json(meta_path) if meta_path.is_file() else {}
+        ckpt = artifacts.tc_checkpoint(cfg.profile, r, loss, backbone)
+        giveups = [rec["giveup_frac"] for rec in _read_log(log_path(ckpt)) if rec.get("giveup_frac") is not None]
+        rows.append({
+            "round": r, "span": s["span"], "pairs": s["pairs"], "tracks": s.get("tracks"),
+            "fb_passed": meta.get("fb_passed"), "fb_pass_rate": s.get("fb_pass_rate"),
+            "fb_relaxed_tracks": meta.get("fb_relaxed_tracks", 0), "mean_confidence": s.get("mean_confidence"),
+            "steps": s["steps"], "final_loss": s.get("final_loss"),
+            "final_response_loss": s.get(f"final_{loss}_loss"), "final_infonce": s.get("final_infonce"),
+            "final_giveup_frac": s.get("final_giveup_frac"),
+            "mean_giveup_frac": float(np.mean(giveups)) if giveups else float("nan"),
+            "checkpoint": checkpoint_name(cfg.profile, ckpt),
+            "pairs_file": checkpoint_name(cfg.profile, out_dir / s["pairs_file"])})
+    return pd.DataFrame(rows)
+
+
+def tc_curve(cfg, loss: str = "nr", backbone: str = "alexnet") -> list[dict[str, Any]]:
+    """The logged training curve of a TC run, rounds end to end: each record has ``round``, the
+    round's ``step`` and ``global_step`` (steps since round 1 began) and the ``CURVE_KEYS``."""
+    out = []
+    for r in range(1, cfg.tc.rounds + 1):
+        for rec in _read_log(log_path(artifacts.tc_checkpoint(cfg.profile, r, loss, backbone))):
+            out.append({"round": r, "global_step": (r - 1) * int(cfg.tc.steps_per_round) + rec["step"], **rec})
+    return out
+
+
+# --------------------------------------------------------------------------- mining error per round (02)
+def mining_models(cfg, loss: str = "nr", backbone: str = "alexnet") -> list[tuple[int, str, Path]]:
+    """``(round, name, checkpoint)`` of the model that mined each round: BD for round 1, round r-1's TC model."""
+    out = [(1, "BD (AHM)", require_complete(artifacts.bd_checkpoint(cfg.profile, "ahm", backbone), cfg.profile, f"BD checkpoint (AHM, {backbone})"))]
+    for r in range(2, cfg.tc.rounds + 1):
+        ckpt = require_complete(artifacts.tc_checkpoint(cfg.profile, r - 1, loss, backbone), cfg.profile, f"TC round {r - 1} checkpoint ({loss}, {backbone})")
+        out.append((r, f"TC round {r - 1}", ckpt))
+    return out
+
+
+def _quality(cfg, ckpt: Path, seqs, cache: Path, device, progress: bool) -> pd.DataFrame:
+    """``mining_quality`` of one model, reused from ``cache`` when model, settings and videos match."""
+    key = {"model_digest": file_digest(ckpt), "settings": config_hash({"mining": cfg.mining, "model": cfg.model}),
+           "ks": [int(k) for k in cfg.mining.eval_k], "sequences": [[s.name, len(s)] for s in seqs]}
+    if cache.is_file():
+        saved = read_json(cache)
+        if saved.get("key") == key:
+            return pd.DataFrame(saved["rows"])
+    net = load_net(ckpt, device="cpu")
+    table = mining_quality(net, seqs, cfg.mining, cfg.model, ks=cfg.mining.eval_k, device=device, progress=progress)
+    write_json(cache, {"key": key, "model": ckpt.name, "rows": table.to_dict(orient="records")})
+    return table
+
+
+def mining_report(cfg, device="auto", progress: bool = True, data_root=None, loss: str = "nr",
+                  backbone: str = "alexnet") -> pd.DataFrame:
+    """The miner's error at fixed k against ground truth, per round (module docstring).
+
+    One row per (round, sequence, k) plus ``sequence == "mean"`` rows (mean over sequences), in
+    ``QUALITY_COLUMNS``: ``center_error`` (px) and ``iou`` of the raw track seeded at the ground-truth
+    box, ``kept_frac`` the share the miner would emit, ``*_kept`` over those.  Rounds compare at
+    equal k only.  ``attrs["sequences"]`` names the labelled training videos used.
+    """
+    seqs = quality_sequences(cfg, data_root)
+    out_dir = artifacts.tc_dir(cfg.profile, loss, backbone)
+    parts = []
+    for r, name, ckpt in mining_models(cfg, loss, backbone):
+        q = _quality(cfg, ckpt, seqs, out_dir / f"quality_round{r}.json", device, progress)
+        parts.append(q.assign(round=r, model=name))
+    report = pd.concat(parts, ignore_index=True)[list(QUALITY_COLUMNS)]
+    report.attrs["sequences"] = [s.name for s in seqs]
+    return report
+
+
+def error_by_round(report: pd.DataFrame, metric: str = "center_error") -> pd.DataFrame:
+    """``metric`` of the mean rows as a round x k table (rows: rounds; columns: k)."""
+    mean = pd.DataFrame(report)
+    mean = mean[mean["sequence"] == "mean"]
+    return mean.pivot(index="round", columns="k", values=metric)
+
+
+# --------------------------------------------------------------------------- mined-pairs gallery (02)
+def pick_pairs(table: pd.DataFrame, n: int) -> pd.DataFrame:
+    """``n`` rows spread over the table sorted by (k, confidence): short and long steps, weak and strong."""
+    if len(table) == 0 or n < 1:
+        return table.iloc[:0]
+    ordered = table.sort_values(["k", "confidence", "video", "frame_a"], kind="stable").reset_index(drop=True)
+    idx = np.unique(np.linspace(0, len(ordered) - 1, min(n, len(ordered))).round().astype(int))
+    return ordered.iloc[idx].reset_index(drop=True)
+
+
+def gallery_examples(cfg, per_round: int = 6, loss: str = "nr", backbone: str = "alexnet",
+                     data_root=None) -> dict[str, Any]:
+    """Mined pairs of every round from the saved pairs tables, with their crops.
+
+    Returns ``{"crop_sz", "context", "pairs": [{round, video, frame_a, frame_b, k, confidence, box_a, box_b,
+    z, x}]}``: ``z`` the exemplar crop around ``box_a`` in ``frame_a`` and ``x`` the partner crop
+    around ``box_b`` in ``frame_b = frame_a + k``, both cut like SiamFC's exemplar (side
+    ``model.exemplar_sz``, context ``model.context``), RGB uint8.  Frames are read without labels.
+    """
+    records = round_records(cfg, loss, backbone)
+    videos = {s.name: unlabeled(s) for s in training_video(cfg, data_root)}
+    sz, context = int(cfg.model.exemplar_sz), float(cfg.model.context)
+    pairs = []
+    for r, pairs_file in zip(records["round"], records["pairs_file"]):
+        table = load_pairs(paths.checkpoints_dir(cfg.profile) / pairs_file)
+        for row in pick_pairs(table, per_round).itertuples(index=False):
+            if row.video not in videos:
+                raise ValueError(f"{pairs_file}: video {row.video!r} is not among the profile's training video")
+            seq = videos[row.video]
+            box_a = [row.xa, row.ya, row.wa, row.ha]
+            box_b = [row.xb, row.yb, row.wb, row.hb]
+            img_a, img_b = seq.image(int(row.frame_a)), seq.image(int(row.frame_b))
+            pairs.append({"round": int(r), "video": str(row.video), "frame_a": int(row.frame_a),
+                          "frame_b": int(row.frame_b), "k": int(row.k), "confidence": float(row.confidence),
+                          "box_a": [float(v) for v in box_a], "box_b": [float(v) for v in box_b],
+                          "z": exemplar_crop(img_a, box_a, sz, context, mean_color(img_a)),
+                          "x": exemplar_crop(img_b, box_b, sz, context, mean_color(img_b))})
+    return {"crop_sz": sz, "context": context, "pairs": pairs}
+
+
+def split_gallery(gallery: dict[str, Any]) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """``(JSON-able gallery with image keys, {key: uint8 image})``."""
+    records, images = [], {}
+    for i, p in enumerate(gallery["pairs"]):
+        images[f"z{i}"], images[f"x{i}"] = np.asarray(p["z"], np.uint8), np.asarray(p["x"], np.uint8)
+        records.append({k: v for k, v in p.items() if k not in ("z", "x")} | {"z_key": f"z{i}", "x_key": f"x{i}"})
+    return {**{k: v for k, v in gallery.items() if k != "pairs"}, "pairs": records}, images
+
+
+# --------------------------------------------------------------------------- 02's results
+def _records(df: pd.DataFrame) -> list[dict[str, Any]]:
+    return [{k: (v.item() if isinstance(v, np.generic) else v) for k, v in row.items()}
+            for row in pd.DataFrame(df).to_dict(orient="records")]
+
+
+def _finite(x) -> float | None:
+    return float(x) if x is not None and np.isfinite(x) else None
+
+
+def tc_summary(rounds: pd.DataFrame, report: pd.DataFrame) -> dict[str, Any]:
+    """02's key numbers: pairs per round, centre error at k = ``SUMMARY_K`` per round and whether it
+    fell from round 1 to round R (None when either is unmeasured), give-up fraction per round."""
+    out: dict[str, Any] = {"rounds": int(len(rounds))}
+    for row in rounds.itertuples(index=False):
+        out[f"pairs_round{row.round}"] = int(row.pairs)
+        out[f"giveup_frac_round{row.round}"] = _finite(row.final_giveup_frac)
+    ce = error_by_round(report) if len(report) else pd.DataFrame()
+    if SUMMARY_K in ce.columns:
+        for r, v in ce[SUMMARY_K].items():
+            out[f"center_error_k{SUMMARY_K}_round{int(r)}"] = _finite(v)
+        first, last = _finite(ce[SUMMARY_K].iloc[0]), _finite(ce[SUMMARY_K].iloc[-1])
+        out[f"center_error_k{SUMMARY_K}_falls"] = None if first is None or last is None else bool(last < first)
+    return out
+
+
+def describe_mining(report: pd.DataFrame) -> str:
+    """One line per k: the centre error of round 1 and round R as measured, and its direction."""
+    ce = error_by_round(report)
+    lines = []
+    for k in ce.columns:
+        a, b = ce[k].iloc[0], ce[k].iloc[-1]
+        if not (np.isfinite(a) and np.isfinite(b)):
+            lines.append(f"k = {k}: not measured in every round (no seed reaches t + {k})")
+            continue
+        trend = "falls" if b < a else "rises" if b > a else "stays"
+        lines.append(f"k = {k}: centre error {a:.1f} px (round {ce.index[0]}) -> {b:.1f} px (round {ce.index[-1]}): "
+                     f"{trend}")
+    return "\n".join(lines)
+
+
+def write_results(cfg, rounds: pd.DataFrame, report: pd.DataFrame, gallery: dict[str, Any]) -> Path:
+    """Save ``02_temporal_correspondence.json`` (rounds, mining error, curve, gallery records, summary,
+    provenance) and the gallery crops in its ``.npz``; returns the JSON path."""
+    record, images = split_gallery(gallery)
+    return save_results(cfg.profile, NOTEBOOK, {
+        "rounds": _records(rounds), "mining_quality": _records(report),
+        "quality_sequences": list(report.attrs.get("sequences", [])), "eval_k": [int(k) for k in cfg.mining.eval_k],
+        "curve": tc_curve(cfg, "nr", "alexnet"), "gallery": record,
+        "setup": {"backbone": "alexnet", "loss": "nr", "rounds": int(cfg.tc.rounds),
+                  "spans": [int(s) for s in cfg.mining.spans[:cfg.tc.rounds]],
+                  "steps_per_round": int(cfg.tc.steps_per_round), "bd_checkpoint":
+                      checkpoint_name(cfg.profile, artifacts.bd_checkpoint(cfg.profile, "ahm", "alexnet"))},
+        "summary": tc_summary(rounds, report)}, cfg=cfg, arrays=images)
+
+
+__all__ = ["run_alexpul", "run_tc", "mining_report", "round_records", "gallery_examples", "tc_curve",
+           "write_results", "quality_sequences", "training_video", "error_by_round", "describe_mining",
+           "tc_summary", "split_gallery"]

@@ -1,0 +1,1 @@
+"""Tools: the notebook runner, the same-numbers-twice check, the speed benchmarks."""

@@ -1,0 +1,1 @@
+"""Trackers behind got10k's interface: SiamFCTracker, StaticTracker, the VOT TraX server."""

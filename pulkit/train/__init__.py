@@ -1,1 +1,0 @@
-"""Training: shared loop machinery and the stages (BD, mining, TC, supervised)."""
