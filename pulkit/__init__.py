@@ -1,3 +1,2 @@
-from importlib.metadata import version as _v
-
+"""pulkit: the reproducible research companion of PUL (CVPR 2021); see docs/ARCHITECTURE.md for the layout."""
 __version__ = "0.1.0"

@@ -8,11 +8,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from pulkit.core import artifacts
 from pulkit.core.config import load_config
 from pulkit.core.io import npz_bytes
-from pulkit.core.results import MissingResultsError, save_results
+from pulkit.core.results import MissingResultsError, load_results, save_results
 from pulkit.data.sequences import Sequence
 from pulkit.experiments import background_discrimination as bd_report
+from pulkit.figures import background_discrimination as figs_bd
 from pulkit.method.bd import bd_batches, log_path
 
 
@@ -99,17 +101,19 @@ def test_three_runs_curves_hardness_summary_and_files(env):
     assert not any("path" in c for c in record["batches"]["ahm"]["candidates"])   # no machine paths in results
     json.dumps(record)                                                           # JSON-ready as it is
 
-    json_path, npz_path = bd_report.save_bd(cfg.profile, record, batches, cfg=cfg)
+    json_path = bd_report.write_results(cfg, record, batches)
+    npz_path = artifacts.results_path(cfg.profile, "01", "npz")
     assert json_path.name == "01_background_discrimination.json" and npz_path.name == "01_background_discrimination.npz"
     first = npz_path.read_bytes()
-    bd_report.save_bd(cfg.profile, record, batches, cfg=cfg)
+    bd_report.write_results(cfg, record, batches)
     assert npz_path.read_bytes() == first                                        # byte-reproducible
-    back = bd_report.load_bd(cfg.profile)
+    back = figs_bd.load_batches(cfg.profile)
     for name in ("ahm", "rss"):
-        assert np.array_equal(back["batches"][name]["crops"], batches[name]["crops"])
-        assert back["batches"][name]["cand_ids"] == batches[name]["cand_ids"].tolist()
-    assert back["summary"] == pytest.approx(s)
-    assert back["provenance"]["profile"] == cfg.profile
+        assert np.array_equal(back[name]["crops"], batches[name]["crops"])
+        assert back[name]["cand_ids"] == batches[name]["cand_ids"].tolist()
+    saved = load_results(cfg.profile, "01_background_discrimination")
+    assert saved["summary"] == pytest.approx(s)
+    assert saved["provenance"]["profile"] == cfg.profile
 
 
 def test_read_log_and_final_loss(tmp_path):
@@ -135,20 +139,20 @@ def test_read_log_and_final_loss(tmp_path):
 def test_missing_or_inconsistent_results_name_notebook_01(tmp_path, monkeypatch):
     monkeypatch.setenv("PULKIT_RESULTS", str(tmp_path))
     with pytest.raises(MissingResultsError, match="01_background_discrimination") as e:
-        bd_report.load_bd("smoke")
+        figs_bd.load_batches("smoke")
     assert e.value.notebook == "01_background_discrimination"
     record = {"batches": {"ahm": {"cand_ids": [0, 1]}, "rss": {"cand_ids": [2, 3]}}}
     save_results("smoke", "01_background_discrimination", record)
     with pytest.raises(MissingResultsError, match="--only 01") as e:           # the JSON without its npz
-        bd_report.load_bd("smoke")
+        figs_bd.load_batches("smoke")
     assert e.value.path.name == "01_background_discrimination.npz"
     crops = {"ahm": {"crops": np.zeros((2, 5, 5, 3), np.uint8)}, "rss": {"crops": np.zeros((3, 5, 5, 3), np.uint8)}}
     with pytest.raises(ValueError, match="rss crops"):
-        bd_report.save_bd("smoke", record, crops)
-    bd_report.batches_path("smoke").write_bytes(npz_bytes({"ahm": np.zeros((2, 5, 5, 3), np.uint8),
+        bd_report.write_results(load_config("smoke"), record, crops)
+    artifacts.results_path("smoke", "01", "npz").write_bytes(npz_bytes({"ahm": np.zeros((2, 5, 5, 3), np.uint8),
                                                                      "rss": np.zeros((3, 5, 5, 3), np.uint8)}))
     with pytest.raises(ValueError, match="different runs"):
-        bd_report.load_bd("smoke")
-    bd_report.batches_path("smoke").write_bytes(b"not a zip")
+        figs_bd.load_batches("smoke")
+    artifacts.results_path("smoke", "01", "npz").write_bytes(b"not a zip")
     with pytest.raises(ValueError, match="01_background_discrimination.npz: not a readable"):
-        bd_report.load_bd("smoke")
+        figs_bd.load_batches("smoke")

@@ -6,10 +6,11 @@ import pandas as pd
 import pytest
 from matplotlib.patches import Rectangle
 
+from pulkit.core.config import load_config
 from pulkit.core.results import MissingResultsError
 from pulkit.experiments import background_discrimination as bd_report
 from pulkit.figures import background_discrimination as figs_bd
-from pulkit.figures.style import NR
+from pulkit.figures.style import NR, crop_mosaic
 from pulkit.figures.registry import FIGURES, export_figures
 
 
@@ -46,25 +47,25 @@ def _image(fig):
 
 def test_mosaic_layout_and_bad_input():
     b = batches(b=5, side=4)["ahm"]["crops"]
-    img, ncols = figs_bd.mosaic(b, gap=2)
+    img, ncols = crop_mosaic(b, gap=2)
     assert ncols == 3 and img.shape == (2 * 6 - 2, 3 * 6 - 2, 3)
     assert np.array_equal(img[6:10, 6:10], b[4])                  # crop 4: row 1, column 1
     assert (img[6:10, 12:16] == 255).all()                        # the unused cell stays white
     for bad in (np.zeros((0, 4, 4, 3), np.uint8), np.zeros((2, 4, 4, 3), np.float32), np.zeros((2, 4, 4), np.uint8)):
         with pytest.raises(ValueError, match="uint8"):
-            figs_bd.mosaic(bad)
+            crop_mosaic(bad)
 
 
 def test_fig1_marks_the_anchor_top_left_and_fig2_does_not():
     data = batches()
     fig1 = figs_bd.fig1_ahm_batch(data)
-    assert np.array_equal(_image(fig1), figs_bd.mosaic(data["ahm"]["crops"])[0])
+    assert np.array_equal(_image(fig1), crop_mosaic(data["ahm"]["crops"], gap=3)[0])
     boxes = [p for p in fig1.axes[0].patches if isinstance(p, Rectangle)]
     assert len(boxes) == 1 and boxes[0].get_xy() == (-0.5, -0.5) and boxes[0].get_width() == 15
     assert np.allclose(boxes[0].get_edgecolor()[:3], [int(NR[i:i + 2], 16) / 255 for i in (1, 3, 5)])
     assert "AHM" in fig1.axes[0].get_title() and "0.800" in fig1.axes[0].get_title()
     fig2 = figs_bd.fig2_rss_batch(data)
-    assert np.array_equal(_image(fig2), figs_bd.mosaic(data["rss"]["crops"])[0])
+    assert np.array_equal(_image(fig2), crop_mosaic(data["rss"]["crops"], gap=3)[0])
     assert not fig2.axes[0].patches and "RSS" in fig2.axes[0].get_title()
     # the mosaic goes into the PDF at its own resolution (resampled to 200 dpi it was 1 MB at cpu scale)
     assert fig1.axes[0].images[0].get_interpolation() == "none"
@@ -102,11 +103,11 @@ def test_figures_rebuild_from_saved_files(tmp_path, monkeypatch):
     record = {"batches": bd_report.batches_record(data),
               "curves": {k: pd.DataFrame(v).to_dict(orient="list") for k, v in curves().items()},
               "hardness": hardness(), "summary": {"hardness_ahm": 0.8}}
-    bd_report.save_bd("smoke", record, data)
+    bd_report.write_results(load_config("smoke"), record, data)
     fig1 = FIGURES["fig1_ahm_batch"]("smoke")
     assert np.array_equal(_image(fig1), _image(figs_bd.fig1_ahm_batch(data)))
     assert fig1.axes[0].get_title() == figs_bd.fig1_ahm_batch(data).axes[0].get_title()
-    assert np.array_equal(_image(FIGURES["fig2_rss_batch"]("smoke")), figs_bd.mosaic(data["rss"]["crops"])[0])
+    assert np.array_equal(_image(FIGURES["fig2_rss_batch"]("smoke")), crop_mosaic(data["rss"]["crops"], gap=3)[0])
     assert len(figs_bd.bd_curves_from_results("smoke").axes[0].lines) == 2
     assert len(figs_bd.hardness_from_results("smoke").axes[0].containers) == 4
     made, missing = export_figures("smoke", ["fig1_ahm_batch", "fig2_rss_batch"], seed=0)

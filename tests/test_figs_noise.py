@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 
+from pulkit.core import artifacts
 from pulkit.core.results import MissingResultsError, save_results
 from pulkit.figures import noise_robustness as figs_noise
 from pulkit.figures.style import BCE, NR
@@ -92,7 +93,7 @@ def test_figures_rebuild_from_saved_files(results):
     save_results("smoke", "04_noise_robustness", {"runs": _table().to_dict("records"), "examples": record})
     with pytest.raises(MissingResultsError, match="04_noise_robustness.npz"):
         FIGURES["fig4_noise50"]("smoke")
-    path = write_npz(figs_noise.examples_path("smoke"), images)
+    path = write_npz(artifacts.results_path("smoke", "04", "npz"), images)
     first = path.read_bytes()
     assert write_npz(path, images).read_bytes() == first           # deterministic bytes
     back = figs_noise.load_examples("smoke")

@@ -7,6 +7,7 @@ import pytest
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
+from pulkit.core import artifacts
 from pulkit.core.io import write_npz
 from pulkit.core.results import MissingResultsError, save_results
 from pulkit.experiments import temporal_correspondence as pipeline
@@ -105,7 +106,7 @@ def results(tmp_path, monkeypatch):
 
 def test_figures_rebuild_from_saved_files(results):
     record, images = pipeline.split_gallery(_gallery())
-    write_npz(pipeline.gallery_path("smoke"), images)
+    write_npz(artifacts.results_path("smoke", "02", "npz"), images)
     save_results("smoke", "02_temporal_correspondence", {"gallery": record, "mining_quality": _report().to_dict("records"),
                                     "curve": _curve()}, seed=0)
     save_results("smoke", "03_training", {"runs": [{"name": "ResPUL", "curve": _curve()},
@@ -128,10 +129,10 @@ def test_missing_files_name_the_notebook(results):
         FIGURES["training_curves"]("smoke")
     record, _ = pipeline.split_gallery(_gallery())
     save_results("smoke", "02_temporal_correspondence", {"gallery": record, "mining_quality": [], "curve": []}, seed=0)
-    with pytest.raises(MissingResultsError, match="crops of the pairs gallery") as e:   # json without its npz
+    with pytest.raises(MissingResultsError, match="arrays of 02_temporal_correspondence") as e:   # json without its npz
         figs_tc.load_gallery("smoke")
     assert e.value.notebook == "02_temporal_correspondence"
-    write_npz(pipeline.gallery_path("smoke"), {"z0": np.zeros((2, 2, 3), np.uint8)})
+    write_npz(artifacts.results_path("smoke", "02", "npz"), {"z0": np.zeros((2, 2, 3), np.uint8)})
     with pytest.raises(ValueError, match="lacks crop"):
         figs_tc.load_gallery("smoke")
 

@@ -13,6 +13,7 @@ from pulkit.core import artifacts
 from pulkit.core.config import load_config
 from pulkit.core.results import MissingResultsError, load_results
 from pulkit.experiments import temporal_correspondence as pipeline
+from pulkit.experiments import training
 from pulkit.models.net import build_net, load_net, save_checkpoint
 
 PROFILE = "smoke"
@@ -70,7 +71,7 @@ def env(trained, monkeypatch):
 def test_missing_bd_checkpoint_names_notebook_01(tmp_path, monkeypatch):
     use_dirs(monkeypatch, tmp_path)
     cfg = micro_cfg()
-    for run in (pipeline.run_alexpul, pipeline.run_respul, pipeline.run_tc_bce_ablation, pipeline.mining_report):
+    for run in (pipeline.run_alexpul, training.run_respul, training.run_tc_bce_ablation, pipeline.mining_report):
         with pytest.raises(MissingResultsError, match="notebooks/01_background_discrimination.ipynb") as e:
             run(cfg, device="cpu", progress=False)
         assert e.value.notebook == "01_background_discrimination" and "--only 01" in str(e.value)
@@ -90,7 +91,7 @@ def test_missing_tc_rounds_name_their_notebook(tmp_path, monkeypatch):
     with pytest.raises(MissingResultsError, match="03_training"):
         pipeline.round_records(cfg, "nr", "ciresnet22")
     with pytest.raises(MissingResultsError, match="03_training"):
-        pipeline.training_runs(cfg, "supervised")
+        training.training_runs(cfg, "supervised")
 
 
 def test_rounds_from_an_older_bd_checkpoint_are_retrained(tmp_path, monkeypatch):
@@ -173,7 +174,7 @@ def test_gallery_and_results_rebuild_from_files(env):
     report = pipeline.mining_report(cfg, device="cpu", progress=False)
     path = pipeline.write_results(cfg, rounds, report, gallery)
     saved = load_results(PROFILE, "02_temporal_correspondence")
-    assert path.name == "02_temporal_correspondence.json" and pipeline.gallery_path(PROFILE).is_file()
+    assert path.name == "02_temporal_correspondence.json" and artifacts.results_path(PROFILE, "02", "npz").is_file()
     s = saved["summary"]
     assert s["rounds"] == 2 and s["pairs_round1"] == rounds["pairs"][0]
     assert "center_error_k10_round1" not in s                      # k = 10 was not measured (eval_k = 1, 2)
@@ -217,12 +218,12 @@ def test_pick_pairs_spreads_over_k_and_confidence():
 def test_training_runs_resume_and_save(env, monkeypatch):
     cfg = env[0].override({"tc": {"rounds": 1}})          # one round each: the rounds machinery is tested above
     fake_bd(cfg, "ciresnet22")
-    respul = pipeline.run_respul(cfg, device="cpu", progress=False)
+    respul = training.run_respul(cfg, device="cpu", progress=False)
     assert list(respul["checkpoint"]) == ["tc_nr_ciresnet22/tc_round1.pt"]
-    bce = pipeline.run_tc_bce_ablation(cfg, device="cpu", progress=False)
+    bce = training.run_tc_bce_ablation(cfg, device="cpu", progress=False)
     ck = torch.load(artifacts.tc_checkpoint(PROFILE, 1, "bce", "alexnet"), map_location="cpu", weights_only=False)
     assert ck["config"]["tc"]["loss"] == "bce" and len(bce) == 1
-    sup = pipeline.run_supervised_baselines(cfg, device="cpu", progress=False)
+    sup = training.run_supervised_baselines(cfg, device="cpu", progress=False)
     assert list(sup["backbone"]) == ["alexnet", "ciresnet22"]
     assert all(artifacts.supervised_checkpoint(PROFILE, "bce", b).is_file() for b in ("alexnet", "ciresnet22"))
 
@@ -233,17 +234,17 @@ def test_training_runs_resume_and_save(env, monkeypatch):
     monkeypatch.setattr(tc, "train", boom)
     monkeypatch.setattr(tc, "mine_pairs", boom)
     monkeypatch.setattr(supervised, "train", boom)
-    pipeline.run_respul(cfg, device="cpu", progress=False)
-    pipeline.run_tc_bce_ablation(cfg, device="cpu", progress=False)
-    pipeline.run_supervised_baselines(cfg, device="cpu", progress=False)
+    training.run_respul(cfg, device="cpu", progress=False)
+    training.run_tc_bce_ablation(cfg, device="cpu", progress=False)
+    training.run_supervised_baselines(cfg, device="cpu", progress=False)
 
-    runs = pipeline.training_runs(cfg)
+    runs = training.training_runs(cfg)
     assert [r["name"] for r in runs] == ["ResPUL", "TC-BCE (ablation)", "SiamFC (supervised)", "SiamDW (supervised)"]
     by = {r["name"]: r for r in runs}
     assert by["ResPUL"]["steps"] == 1 and by["SiamFC (supervised)"]["steps"] == 1
     assert 0 <= by["ResPUL"]["final_giveup_frac"] <= 1 and by["TC-BCE (ablation)"]["final_giveup_frac"] is None
     assert all(r["curve"] for r in runs)
-    path = pipeline.write_results(cfg, runs)
+    path = training.write_results(cfg, runs)
     saved = json.loads(path.read_text())
     assert saved["summary"]["respul_steps"] == 1 and "siamdw_final_loss" in saved["summary"]
     assert saved["runs"][2]["checkpoints"] == ["sup_bce_alexnet.pt"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from pulkit.tracking.siamfc import load_tracker
 from pulkit.core import artifacts
 from pulkit.core.config import load_config
 from pulkit.core.results import MissingResultsError, load_results, save_results
@@ -108,7 +109,7 @@ def test_require_checkpoints_finds_present_ones_and_rejects_unknown_names(roots)
     with pytest.raises(ValueError, match="unknown tracker"):
         q.require_checkpoints("smoke", ["AlexNet-9000"], rounds=2)
     with pytest.raises(ValueError, match="unknown tracker"):
-        q.producer("AlexNet-9000")
+        artifacts.tracker_producer("AlexNet-9000", "smoke", 2)
 
 
 # --------------------------------------------------------------------------- records and figures
@@ -190,7 +191,7 @@ def test_track_save_and_rebuild_figures_from_files(roots, seqs, monkeypatch):
     made = fabricate(profile, q.FIG5_TRACKERS)
     ckpts = q.require_checkpoints(profile, q.FIG5_TRACKERS, rounds=2)
     assert ckpts == made
-    trackers = {n: q.load_tracker(n, p, device="cpu") for n, p in ckpts.items()}
+    trackers = {n: load_tracker(n, p, device="cpu") for n, p in ckpts.items()}
     tracks = q.track_all(trackers, seqs, profile=profile, progress=False)
     t = tracks[seqs[0].name]["ResPUL"]
     assert t.boxes.shape == (len(seqs[0]), 4) and np.isfinite(t.boxes).all() and t.result_key.startswith("ResPUL-w")
@@ -202,11 +203,11 @@ def test_track_save_and_rebuild_figures_from_files(roots, seqs, monkeypatch):
     again = q.track_all(trackers, seqs, profile=profile, progress=False)
     np.testing.assert_array_equal(again[seqs[0].name]["ResPUL"].boxes, t.boxes)
 
-    stale = q.frames_dir(profile) / "old_000001.jpg"
+    stale = artifacts.frames_dir(profile) / "old_000001.jpg"
     stale.parent.mkdir(parents=True)
     stale.write_bytes(b"stale")
-    frames_dir = q.frames_dir(profile, clear=True)
-    assert frames_dir == paths.results_dir(profile) / q.FRAMES_DIR and not stale.exists()
+    frames_dir = q.clear_frames(profile)
+    assert frames_dir == paths.results_dir(profile) / "06_qualitative" / "frames" and not stale.exists()
     record = {"fig5": q.fig5_record(seqs, tracks, 2, 2, frames_dir),
               "fig7": q.fig7_record(seqs, tracks, THR, N, 4, frames_dir),
               "tracks": q.drift_summary(tracks, THR, N)}
@@ -216,7 +217,7 @@ def test_track_save_and_rebuild_figures_from_files(roots, seqs, monkeypatch):
     for make in (fig5_qualitative_from_results, fig7_failures_from_results, FIGURES["fig5_qualitative"], FIGURES["fig7_failures"]):
         assert isinstance(make(profile), Figure)
     (frames_dir / back["fig5"]["rows"][0]["panels"][0]["image"]).unlink()
-    with pytest.raises(MissingResultsError, match="06_frames"):
+    with pytest.raises(MissingResultsError, match="06_qualitative"):
         fig5_qualitative_from_results(profile)
 
 
@@ -225,7 +226,7 @@ def test_track_responses_feed_the_sequence_scrubber(roots, seqs):
 
     seq = seqs[0].limit(3)
     path = fabricate("smoke", ["AlexPUL"])["AlexPUL"]
-    boxes, responses = q.track_responses(q.load_tracker("AlexPUL", path, device="cpu"), seq, progress=False)
+    boxes, responses = q.track_responses(load_tracker("AlexPUL", path, device="cpu"), seq, progress=False)
     assert boxes.shape == (3, 4) and responses[0] is None
     assert all(r.ndim == 2 and r.shape[0] == r.shape[1] for r in responses[1:])
     box = sequence_scrubber(seq, {"AlexPUL": boxes}, responses)

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+from pulkit.core import artifacts
 from pulkit.core.config import load_config
 from pulkit.core.results import MissingResultsError
 from pulkit.experiments import sectionB_taylor as taylor
@@ -127,12 +128,13 @@ def test_summary_is_flat_and_says_what_it_found(data):
 
 def test_save_load_and_figure_from_files(data, results):
     cfg = load_config("smoke", seed=3)
-    json_path, npz_path = taylor.save_sectionB("smoke", data, cfg)
+    json_path = taylor.write_results(cfg, data)
+    npz_path = artifacts.results_path("smoke", "05", "npz")
     assert json_path.name == "05_sectionB_taylor.json" and npz_path.name == "05_sectionB_taylor.npz"
     first = npz_path.read_bytes()
-    taylor.save_sectionB("smoke", data, cfg)
+    taylor.write_results(cfg, data)
     assert npz_path.read_bytes() == first                                     # byte-reproducible arrays
-    back = taylor.load_sectionB("smoke")
+    back = figs_taylor.load_sectionB("smoke")
     np.testing.assert_allclose(back["moments"]["V"], np.asarray(data["moments"]["V"]), atol=1e-7)
     assert back["summary"] == pytest.approx(data["summary"])
     fig = figs_taylor.sectionB_taylor_from_results("smoke")
@@ -161,10 +163,11 @@ def test_missing_results_name_notebook_05(data, results):
     with pytest.raises(MissingResultsError, match="05_sectionB_taylor") as e:
         figs_taylor.sectionB_taylor_from_results("smoke")
     assert e.value.notebook == "05_sectionB_taylor" and "--only 05" in str(e.value)
-    taylor.save_sectionB("smoke", data)
-    taylor.arrays_path("smoke").unlink()
+    taylor.write_results(load_config("smoke"), data)
+    arrays = artifacts.results_path("smoke", "05", "npz")
+    arrays.unlink()
     with pytest.raises(MissingResultsError, match="05_sectionB_taylor.npz"):
-        taylor.load_sectionB("smoke")
-    taylor.arrays_path("smoke").write_bytes(b"not a zip")
+        figs_taylor.load_sectionB("smoke")
+    arrays.write_bytes(b"not a zip")
     with pytest.raises(ValueError, match="05_sectionB_taylor.npz"):
-        taylor.load_sectionB("smoke")
+        figs_taylor.load_sectionB("smoke")

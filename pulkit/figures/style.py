@@ -144,7 +144,7 @@ def crop_mosaic(crops, ncols: int | None = None, gap: int = 2, what: str = "crop
     """
     arrs = [np.asarray(c) for c in crops]
     if not arrs:
-        raise ValueError(f"crop_mosaic: {what} is empty")
+        raise ValueError(f"crop_mosaic: {what} is empty (expected a non-empty batch of H x W x 3 uint8 crops)")
     shape = arrs[0].shape
     for k, a in enumerate(arrs):
         if a.dtype != np.uint8 or a.ndim != 3 or a.shape[2] != 3:

@@ -94,7 +94,7 @@ def load_gallery(profile: str) -> dict[str, Any]:
     try:
         pairs = [{**p, "z": crops[p["z_key"]], "x": crops[p["x_key"]]} for p in record["pairs"]]
     except KeyError as e:
-        raise ValueError(f"results of {NOTEBOOK}: the arrays lack crop {e} that the JSON names "
+        raise ValueError(f"results of {NOTEBOOK}: the arrays file lacks crop {e} that the JSON names "
                          "(files from different runs?)") from None
     return {**record, "pairs": pairs}
 
