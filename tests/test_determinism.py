@@ -175,7 +175,7 @@ PIPELINE = textwrap.dedent('''
     ckpt = train_supervised(cfg, seqs, out / "checkpoints" / "sup_nr.pt", loss="nr", noise_px=4, progress=False)
     log = [json.loads(line) for line in log_path(ckpt).read_text().splitlines()]
     weights = {k: float(v.double().sum()) for k, v in load_net(ckpt, device="cpu").state_dict().items()}
-    save_results("smoke", "03_tiny", {"loss": [r["loss"] for r in log], "weight_sums": weights,
+    save_results("smoke", "03_training", {"loss": [r["loss"] for r in log], "weight_sums": weights,
                                       "summary": {"final_loss": log[-1]["loss"]}}, cfg=cfg)
     fig, axes = new_figure(1, 1, width=3.0)
     axes[0, 0].plot([r["step"] for r in log], [r["loss"] for r in log], marker="o")

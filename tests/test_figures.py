@@ -104,7 +104,7 @@ def test_export_figures_reports_missing_results(tmp_path, monkeypatch, capsys):
     assert missing["fig5_qualitative"].notebook == "06_qualitative"
     assert Image.open(made["fig6_noise_auc"][1]).text["pulkit:seed"] == "3"   # the results' seed
 
-    monkeypatch.setattr(figures, "FIGURES", registry)
+    monkeypatch.setattr(figures_registry, "FIGURES", registry)
     assert main(["figures", "--profile", "smoke"]) == 3
     err = capsys.readouterr().err
     assert "fig5_qualitative: NOT MADE" in err and "notebooks/06_qualitative.ipynb" in err

@@ -31,7 +31,7 @@ def write_notebook(path, *bodies):
 
 def writer(number: str, reads: str | None = None) -> str:
     """Cell source: record the parameters (and an earlier notebook's value) in results/<P>/NN_out.json."""
-    lines = ["import json, os", "from pulkit import paths", "from pulkit.core.io import write_json",
+    lines = ["import json, os", "from pulkit.core import paths", "from pulkit.core.io import write_json",
              "root = paths.results_dir(PROFILE)", "got = None"]
     if reads:
         lines.append(f"got = json.loads((root / '{reads}_out.json').read_text())['summary']['seed']")

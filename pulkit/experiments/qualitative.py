@@ -18,6 +18,7 @@ from pulkit.data.crops import iou, valid_boxes
 from pulkit.data.inventory import profile_sequences
 from pulkit.data.sequences import Sequence, read_vot
 from pulkit.evaluation.outputs import run_sequence, tracker_key
+from pulkit.tracking.siamfc import load_tracker  # noqa: F401 (notebook 06 loads its trackers through here)
 
 NOTEBOOK = "06_qualitative"
 FIG5_TRACKERS = artifacts.MAIN_TRACKERS
