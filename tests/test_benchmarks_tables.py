@@ -200,7 +200,7 @@ def test_run_benchmarks_end_to_end(roots, synthetic_split, make_vot):
     again, _ = bt.run_benchmarks(ts, sets, cfg, "smoke", progress=False)
     assert to_json(again) == to_json(results)          # stored runs re-used: identical numbers (NaN EAO too)
     path = bt.save_table(bt.benchmark_table("otb", results["otb"], ts.missing), "smoke", "otb")
-    assert path.name == "07_otb.csv"
+    assert path.name == "otb.csv" and path.parent.name == "07_benchmarks"
     back = bt.load_table("smoke", "otb")
     assert back.loc["AlexPUL", "success_auc"] == pytest.approx(results["otb"]["AlexPUL"]["success_auc"])
     with pytest.raises(MissingResultsError, match="07_benchmarks"):
