@@ -10,9 +10,9 @@ import sys
 from pathlib import Path
 
 from pulkit.core.config import PROFILES
-from pulkit.figures import registry
-from pulkit.tools import bench
-from pulkit.tools import reproduce as rp
+
+# Each subcommand imports its module when it runs: `pulkit --help` and `pulkit bench` stay quick and do not
+# load the notebook runner, every figure module and matplotlib first.
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -51,6 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
+    from pulkit.tools import reproduce as rp
+
     if args.profile not in PROFILES:
         print(f"pulkit reproduce: unknown profile {args.profile!r}; valid: {', '.join(PROFILES)}", file=sys.stderr)
         return rp.EXIT_USAGE
@@ -78,6 +80,8 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 
 
 def cmd_figures(args: argparse.Namespace) -> int:
+    from pulkit.figures import registry
+
     if not registry.FIGURES:
         print("pulkit figures: no figure functions are registered in pulkit.figures.registry.FIGURES yet")
         return 0
@@ -95,6 +99,8 @@ def cmd_figures(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    from pulkit.tools import bench
+
     return bench.main(list(args.args))
 
 

@@ -103,6 +103,8 @@ def test_no_import_cycles():
 
 @pytest.mark.parametrize("module", sorted(MODULES))
 def test_pulkit_imports_at_the_top(module):
+    if module == "pulkit.__main__":
+        return      # the CLI imports a subcommand's module when it runs (`pulkit --help` stays quick)
     inner = _imports(MODULES[module]) - _imports(MODULES[module], top_only=True)
     assert not inner, f"{module} imports {sorted(inner)} inside a function: import pulkit modules at the top"
 

@@ -7,7 +7,7 @@ import json
 import nbformat
 import pytest
 
-from pulkit.core import paths
+from pulkit.core import artifacts, paths
 from pulkit.core import results as nbh
 from pulkit.core.config import PROFILES
 
@@ -40,7 +40,7 @@ def test_the_first_notebook_exists():
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_notebook_structure(path):
-    assert path.stem in nbh.NOTEBOOKS, f"{path.name}: not in pulkit.core.results.NOTEBOOKS (the run order)"
+    assert path.stem in artifacts.NOTEBOOKS, f"{path.name}: not in pulkit.core.artifacts.NOTEBOOKS (the run order)"
     nb = nbformat.read(path, as_version=4)
     nbformat.validate(nb)
     cells = parameters_cells(nb)
@@ -109,10 +109,10 @@ def test_missing_results_name_the_notebook(results):
 
 
 def test_bad_results_are_refused(results):
-    with pytest.raises(ValueError, match="NN_"):
-        nbh.results_path("cpu", "noise")
-    with pytest.raises(ValueError, match="NN_"):
-        nbh.results_path("cpu", "04_../../etc")
+    with pytest.raises(ValueError, match="names no notebook"):
+        artifacts.results_path("cpu", "noise")
+    with pytest.raises(ValueError, match="names no notebook"):
+        artifacts.results_path("cpu", "04_../../etc")
     with pytest.raises(TypeError, match="scalars"):
         nbh.save_results("cpu", "04_noise_robustness", {"summary": {"auc": [0.1, 0.2]}})
     with pytest.raises(ValueError, match="provenance"):
@@ -140,6 +140,8 @@ def test_timings_go_to_their_own_file(results):
 
 
 def test_notebook_for_results_names():
-    assert nbh.notebook_for("02_temporal_correspondence") == "02_temporal_correspondence"
-    assert nbh.notebook_for("07_otb.json") == "07_benchmarks"
-    assert nbh.notebook_for("42_other") is None
+    assert artifacts.notebook("02_temporal_correspondence") == "02_temporal_correspondence"
+    assert artifacts.notebook("07_benchmarks.json") == "07_benchmarks"
+    assert artifacts.notebook("07") == "07_benchmarks"
+    with pytest.raises(ValueError, match="names no notebook"):
+        artifacts.notebook("42_other")

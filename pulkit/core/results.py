@@ -15,14 +15,9 @@ from typing import Any, Iterator, Mapping
 import numpy as np
 
 from pulkit.core import artifacts
-from pulkit.core.artifacts import NOTEBOOKS, MissingResultsError, timings_path  # noqa: F401 (re-exported)
+from pulkit.core.artifacts import MissingResultsError, timings_path  # noqa: F401 (re-exported)
 from pulkit.core.io import read_json, write_json, write_npz
 from pulkit.core.provenance import git_commit, provenance
-
-
-def results_path(profile: str, notebook: str) -> Path:
-    """``results/<profile>/<notebook>.json``."""
-    return artifacts.results_path(profile, notebook)
 
 
 def save_results(profile: str, notebook: str, obj: Mapping[str, Any], *, cfg: Any = None, seed: int | None = None,

@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterator, Sequence
 from pulkit.core import paths
 from pulkit.core.io import atomic_write_bytes, to_json
 from pulkit.core.provenance import package_versions
-from pulkit.core.results import NOTEBOOKS
+from pulkit.core.artifacts import NOTEBOOKS
 
 KERNEL_NAME = "pulkit"
 STATE_FORMAT = "pulkit-reproduce-state-v1"
@@ -251,7 +251,7 @@ def reproduce(profile: str, *, force: bool = False, only: Sequence[str] | None =
     ``only`` / ``start`` select notebooks (``--only`` / ``--from``; ``start`` also forces that
     notebook and all after it to re-run); ``force`` re-runs every selected notebook.
     ``parameters`` are injected besides ``PROFILE``.  ``expected`` lists the notebook names that
-    should exist (default: ``pulkit.core.results.NOTEBOOKS`` for the project's folder, none elsewhere);
+    should exist (default: ``pulkit.core.artifacts.NOTEBOOKS`` for the project's folder, none elsewhere);
     absent ones come back with status ``missing``.  Returns one ``Outcome`` per selected or missing
     notebook, in order; after a failure the rest are ``not run``.
     """
