@@ -1,7 +1,7 @@
 """Supplementary Section B, numerically: the NR loss's Taylor form against what it approximates.
 
 Computes notebook ``05_sectionB_taylor``'s numbers on seeded synthetic response maps and writes
-``results/<profile>/05_sectionB.json`` for the figure ``pulkit.figures.sectionB_taylor``.
+``results/<profile>/05_sectionB_taylor.json`` for the figure ``pulkit.figures.sectionB_taylor``.
 Definitions, the comparisons (a)-(e) and the maps: docs/modules.md.
 """
 from __future__ import annotations
@@ -557,7 +557,7 @@ def moments(geom: dict, settings: SectionBSettings) -> dict[str, Any]:
 def sectionB(cfg, settings: SectionBSettings | None = None, progress: bool = True) -> dict[str, Any]:
     """All checks (a)-(e) for ``cfg`` (its model geometry, NR radius/sigma/norm, seed) plus a ``summary``.
 
-    Arrays stay numpy here; ``save_sectionB`` writes the JSON (lists) and the full V matrices (npz).
+    Arrays stay numpy here; ``write_results`` writes the JSON (lists) and the full V matrices (npz).
     """
     from tqdm.auto import tqdm
 

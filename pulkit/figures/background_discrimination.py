@@ -37,7 +37,7 @@ def plot_batch(crops: np.ndarray, title: str, anchor: bool = False, ncols: int |
 
 def _batch(batches: Mapping[str, Any], sampler: str) -> Mapping[str, Any]:
     if not isinstance(batches, Mapping) or sampler not in batches or "crops" not in batches[sampler]:
-        raise ValueError(f"expected bd_batches' output or load_bd(profile)['batches'] with {sampler!r} crops, "
+        raise ValueError(f"expected bd_batches' output or load_batches(profile) with {sampler!r} crops, "
                          f"got {type(batches).__name__} with keys {list(batches) if isinstance(batches, Mapping) else []}")
     return batches[sampler]
 

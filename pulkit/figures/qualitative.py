@@ -61,7 +61,7 @@ def fig5_qualitative(record: Mapping[str, Any], images: Mapping[str, np.ndarray]
     """Fig. 5 from ``record`` (``qualitative.fig5_record``): sequences as rows, picked frames as columns."""
     rows = record["rows"]
     if not rows or not any(r["panels"] for r in rows):
-        raise ValueError("plot_fig5: the record has no sequences / frames to show")
+        raise ValueError("fig5_qualitative: the record has no sequences / frames to show")
     colors = _colors(record["trackers"])
     ncols = max(len(r["panels"]) for r in rows)
     first = next(r["panels"] for r in rows if r["panels"])
@@ -83,7 +83,7 @@ def fig7_failures(record: Mapping[str, Any], images: Mapping[str, np.ndarray], n
     tracker(s) named on the panel; without drift, each tracker's lowest-IoU frame and the note."""
     panels = record["panels"]
     if not panels:
-        raise ValueError("plot_fig7: the record has no panels (no sequences were tracked)")
+        raise ValueError("fig7_failures: the record has no panels (no sequences were tracked)")
     colors = _colors(record["trackers"])
     ncols = min(ncols, len(panels))
     nrows = -(-len(panels) // ncols)

@@ -25,7 +25,7 @@ def _arr(x) -> np.ndarray:
 
 def _check(data: Any, keys: tuple[str, ...]) -> None:
     if not isinstance(data, dict):
-        raise TypeError(f"Section B data must be a dict (pulkit.experiments.sectionB_taylor.sectionB or 05_sectionB.json), "
+        raise TypeError(f"Section B data must be a dict (pulkit.experiments.sectionB_taylor.sectionB or 05_sectionB_taylor.json), "
                         f"got {type(data).__name__}")
     missing = [k for k in keys if k not in data]
     if missing:
