@@ -1,6 +1,7 @@
 """Stage 1 (BD): projection head, AHM/RSS batch selection, train_bd end to end, resume, checkpoints."""
 from __future__ import annotations
 
+import copy
 import json
 
 import numpy as np
@@ -26,6 +27,7 @@ from pulkit.method.bd import (
     train_bd,
 )
 from pulkit.method.loop import NonFiniteLossError
+from pulkit.method.reference import estimate_bn_on
 from pulkit.method.sampling import BankState
 from pulkit.models.backbones import build_backbone
 from pulkit.models.net import build_net, load_checkpoint, load_net
@@ -172,6 +174,8 @@ def test_bank_state_refresh_schedule_and_roundtrip():
 
 
 def test_embed_crops_is_the_eval_embedder(env):
+    """A trained model's bank (``bn_batches=None``) is its eval-mode function; the training bank
+    (default) is the eval-mode function of a copy whose BN statistics were estimated on the crops."""
     cfg, seqs = env
     table, crops = bd_candidates(cfg, seqs, progress=False)
     seed_everything(0)
@@ -180,12 +184,18 @@ def test_embed_crops_is_the_eval_embedder(env):
         for _ in range(3):                       # non-trivial BatchNorm running statistics
             emb(crops.batch(np.arange(8)))
     before = {k: v.clone() for k, v in emb.state_dict().items()}
-    e = embed_crops(emb, crops, batch_size=5, device="cpu", progress=False)
+    e = embed_crops(emb, crops, batch_size=5, device="cpu", progress=False, bn_batches=None)
+    bank = embed_crops(emb, crops, batch_size=5, device="cpu", progress=False, bn_batches=2, seed=3)
     assert emb.training and all(torch.equal(v, before[k]) for k, v in emb.state_dict().items())
     with torch.no_grad():
         ref = emb.eval()(crops.batch(np.arange(len(crops))))
-    assert e.shape == (len(table), cfg.bd.proj_out)
+        est = copy.deepcopy(emb)
+        estimate_bn_on(est, crops.batch, len(crops), 5, 2, seed=3)
+        ref_bank = est.eval()(crops.batch(np.arange(len(crops))))
+    assert e.shape == bank.shape == (len(table), cfg.bd.proj_out)
     torch.testing.assert_close(e, ref, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(bank, ref_bank, rtol=1e-4, atol=1e-4)
+    assert not torch.allclose(bank, e, atol=1e-3)           # the estimate changed the function
 
 
 # --------------------------------------------------------------------------- train_bd

@@ -232,7 +232,7 @@ def test_progressive_rounds_produce_loadable_checkpoints_and_resume_skips(videos
 
     def retrain(*a, **k):
         raise Retrained
-    monkeypatch.setattr(tc, "_mine_round", retrain)            # an edited config retrains, with a warning
+    monkeypatch.setattr(tc, "mine_round", retrain)            # an edited config retrains, with a warning
     with pytest.warns(UserWarning, match=r"changed: tc\.lam"), pytest.raises(Retrained):
         tc.run_progressive(cfg.override({"tc": {"lam": 0.3}}), init_ckpt, videos, tmp_path / "prog",
                            device="cpu", progress=False)

@@ -38,6 +38,12 @@ def bd_checkpoint(profile: str, sampler: str = "ahm", backbone: str = "alexnet")
     return paths.checkpoints_dir(profile) / f"bd_{_check(sampler, SAMPLERS, 'sampler')}_{_check(backbone, BACKBONES, 'backbone')}.pt"
 
 
+def bd_claim_checkpoint(profile: str, sampler: str, batch_size: int, seed: int) -> Path:
+    """Notebook 01's AHM-vs-RSS runs at batch size ``batch_size`` (AlexNet): ``bd_claim/bd_<sampler>_b<B>_s<seed>.pt``."""
+    return (paths.checkpoints_dir(profile) / "bd_claim"
+            / f"bd_{_check(sampler, SAMPLERS, 'sampler')}_b{int(batch_size)}_s{int(seed)}.pt")
+
+
 def tc_dir(profile: str, loss: str = "nr", backbone: str = "alexnet") -> Path:
     return paths.checkpoints_dir(profile) / f"tc_{_check(loss, LOSSES, 'loss')}_{_check(backbone, BACKBONES, 'backbone')}"
 
@@ -50,12 +56,35 @@ def pairs_table(profile: str, round_idx: int, loss: str = "nr", backbone: str = 
     return tc_dir(profile, loss, backbone) / f"pairs_round{int(round_idx)}.csv"
 
 
+def rounds_controls_dir(profile: str) -> Path:
+    """The rounds claim's controls (notebook 02): ``no_remine.pt`` (the same steps in one round on round-1
+    pairs), ``random_bn_init.pt`` and ``from_random_bn_round1.pt`` (round 1 mined and learned from random_bn)."""
+    return paths.checkpoints_dir(profile) / "tc_controls"
+
+
 def supervised_checkpoint(profile: str, loss: str = "bce", backbone: str = "alexnet") -> Path:
     return paths.checkpoints_dir(profile) / f"sup_{_check(loss, LOSSES, 'loss')}_{_check(backbone, BACKBONES, 'backbone')}.pt"
 
 
-def noise_checkpoint(profile: str, loss: str, noise: int, seed: int) -> Path:
-    return paths.checkpoints_dir(profile) / "noise" / f"{_check(loss, LOSSES, 'loss')}_n{int(noise)}_s{int(seed)}.pt"
+def tuning_dir(profile: str) -> Path:
+    """Checkpoints of the learning-rate search on the tuning split (``pulkit.tools.tune``)."""
+    return paths.checkpoints_dir(profile) / "tuning"
+
+
+def tuning_path(profile: str) -> Path:
+    """The tuning split's measurements, committed: they justify a profile's schedules (README)."""
+    return paths.project_root() / "docs" / "tuning" / f"{profile}.json"
+
+
+NOISE_LOSSES = ("bce", "nr", "nr_fixed")
+NOISE_UNITS = {"px": "n", "size": "f"}     # level prefix in the name: n<px> or f<fraction of sqrt(wh)>
+
+
+def noise_checkpoint(profile: str, loss: str, noise: float, seed: int, unit: str = "px") -> Path:
+    """``noise/<loss>_<n|f><level>_s<seed>.pt``; a level's point is written ``p`` (0.25 -> ``f0p25``)."""
+    prefix = NOISE_UNITS[_check(unit, tuple(NOISE_UNITS), "noise unit")]
+    level = f"{float(noise):g}".replace(".", "p")
+    return paths.checkpoints_dir(profile) / "noise" / f"{_check(loss, NOISE_LOSSES, 'loss')}_{prefix}{level}_s{int(seed)}.pt"
 
 
 # --------------------------------------------------------------------------- results
@@ -94,6 +123,11 @@ def frames_dir(profile: str) -> Path:
     return results_folder(profile, "06_qualitative") / "frames"
 
 
+def claims_path(profile: str) -> Path:
+    """``results/<profile>/claims.json``: the paper's claims tested at laptop scale, written by notebook 07."""
+    return paths.results_dir(profile) / "claims.json"
+
+
 def table_path(profile: str, name: str) -> Path:
     """A table of notebook 07 (``otb``, ``ablation``, ...) as CSV."""
     if not re.fullmatch(r"[A-Za-z0-9_]+", name):
@@ -104,16 +138,22 @@ def table_path(profile: str, name: str) -> Path:
 # --------------------------------------------------------------------------- producers
 _CHECKPOINT_PRODUCERS = (            # checkpoint path below checkpoints/<profile>/ -> notebook
     (re.compile(r"bd_\w+\.pt"), "01_background_discrimination"),
+    (re.compile(r"bd_claim/bd_\w+\.pt"), "01_background_discrimination"),
     (re.compile(r"tc_nr_alexnet/.*"), "02_temporal_correspondence"),
+    (re.compile(r"tc_controls/.*"), "02_temporal_correspondence"),
     (re.compile(r"(tc_\w+/.*|sup_\w+\.pt)"), "03_training"),
     (re.compile(r"noise/.*"), "04_noise_robustness"),
+)
+_RESULTS_PRODUCERS = (               # results files not named after their notebook -> notebook
+    (re.compile(r"claims\.json"), "07_benchmarks"),
 )
 
 
 def producer(path: str | Path, profile: str) -> str | None:
     """The notebook that writes ``path`` (a checkpoint or results file of ``profile``), or None."""
     path = Path(path)
-    for root, rules in ((paths.checkpoints_dir(profile), _CHECKPOINT_PRODUCERS), (paths.results_dir(profile), ())):
+    for root, rules, by_name in ((paths.checkpoints_dir(profile), _CHECKPOINT_PRODUCERS, False),
+                                 (paths.results_dir(profile), _RESULTS_PRODUCERS, True)):
         try:
             rel = path.resolve().relative_to(root.resolve()).as_posix()
         except ValueError:
@@ -121,7 +161,7 @@ def producer(path: str | Path, profile: str) -> str | None:
         for pattern, nb in rules:
             if pattern.fullmatch(rel):
                 return nb
-        if rules:
+        if not by_name:
             return None
         try:
             return notebook(rel.split("/")[0])

@@ -47,6 +47,8 @@ class ModelConfig:
     context: float = 0.5                      # SiamFC context amount
     head_scale: float | None = None           # None: 0.001 (SiamFC) / 0.1 (SiamDW)
     head_bias: bool | None = None             # None: learned bias for SiamFC, none for SiamDW
+    bn_batches: int = 100                     # random_bn and banks: batches of label-free crops that estimate BN statistics
+    bn_batch_size: int = 32                   # crops per such batch
 
 
 @dataclass(frozen=True)
@@ -107,6 +109,7 @@ class BDConfig:
     proj_hidden: int = 256                    # projection MLP: features -> 256 -> 128
     proj_out: int = 128
     lr: float = 0.05                          # cosine schedule to 0
+    warmup: float = 0.0                       # linear warm-up, as a fraction of the steps, before the cosine
     momentum: float = 0.9
     weight_decay: float = 5e-4
     sampler: str = "ahm"                      # ahm | rss
@@ -126,6 +129,10 @@ class BDConfig:
     max_candidates: int = 20000
     checkpoint_every: int = 200
     log_every: int = 10
+    # Notebook 01's claim "AHM helps small batches" (docs/modules.md): an AHM and an RSS AlexNet run per (B, seed)
+    claim_batches: tuple[int, ...] = (16, 64)   # batch sizes B compared; steps and schedule are the main runs'
+    claim_seeds: tuple[int, ...] = (0, 1, 2)    # seeds at every claim B other than batch_size
+    claim_seeds_main: tuple[int, ...] | None = None  # seeds at B = batch_size; None: the main runs' seed only (their checkpoints)
 
 
 @dataclass(frozen=True)
@@ -159,8 +166,11 @@ class TCConfig:
     search_shift_px: float = 8.0              # random shift of the search crop (moves the label)
     loss: str = "nr"                          # nr | bce
     sampler: str = "ahm"                      # ahm | rss (mini-batch selection of pairs)
-    lr: float = 1e-2                          # exponential decay to lr_end (SiamFC)
+    lr: float = 1e-2
     lr_end: float = 1e-5
+    schedule: str = "exp"                     # exp: SiamFC's decay lr -> lr_end | cosine: warm-up, cosine to lr_end | constant
+    warmup: float = 0.0                       # linear warm-up as a fraction of the schedule's steps (cosine / constant)
+    restart: bool = True                      # each round restarts the schedule; False: one schedule over all rounds
     momentum: float = 0.9
     weight_decay: float = 5e-4
     checkpoint_every: int = 200
@@ -177,6 +187,8 @@ class SupervisedConfig:
     loss: str = "bce"                         # bce | nr
     lr: float = 1e-2
     lr_end: float = 1e-5
+    schedule: str = "exp"                     # exp (SiamFC) | cosine | constant, as tc.schedule
+    warmup: float = 0.0                       # warm-up fraction, as tc.warmup
     momentum: float = 0.9
     weight_decay: float = 5e-4
     checkpoint_every: int = 200
@@ -188,16 +200,29 @@ class SupervisedConfig:
 
 @dataclass(frozen=True)
 class NoiseConfig:
-    """The noise experiment (paper 4.2.2, supplementary D)."""
-    levels: tuple[int, ...] = (0, 10, 20, 30, 40, 50)  # n: centre shift ~ U[-n, n] px per axis
+    """The noise experiment (paper 4.2.2, supplementary D); design and budget: docs/modules.md."""
+    unit: str = "px"                                     # px: levels in frame px | size: fractions f, n = f * sqrt(w h) of each box
+    levels: tuple[float, ...] = (0, 10, 20, 30, 40, 50)  # n: each annotation's centre + U[-n, n] per axis
     seeds: tuple[int, ...] = (0, 1, 2)
-    display_levels: tuple[int, ...] = (0, 20, 50)        # Fig. 3 columns (each must be in levels)
-    fig4_level: int = 50                                 # Fig. 4's noise level (must be in levels)
+    nr_levels: tuple[float, ...] | None = None           # levels with an NR (sigma matched) run (None: every level)
+    nr_fixed_levels: tuple[float, ...] | None = None     # levels with an NR (sigma = nr.sigma_px) run (None: every level)
+    train_pairs: int | None = None                       # fixed noisy set: pairs drawn once per seed, one noisy label each (None: fresh pairs every step)
+    epochs: int | None = None                            # passes over the fixed set: steps = ceil(train_pairs * epochs / batch_size)
+    train_shift_px: float | None = None                  # fixed set: search-crop shift ~ U[-s, s] px, drawn once per pair (None: the eval pairs')
+    sigma_floor_px: float = 1.0                          # NR (sigma matched): sigma = max(floor, n * scale / sqrt(3)) search-crop px
+    eval_pairs: int | None = None                        # of the shared held-out pairs (eval.heldout_pairs), this many evenly spaced score each model (None: all)
+    display_levels: tuple[float, ...] = (0, 20, 50)      # Fig. 3 columns (each must be in levels)
+    fig4_level: float = 50                               # Fig. 4's noise level (must be in levels)
     display_sequences: tuple[str, ...] = ("otb/Deer", "otb/Crossing")  # Figs. 3/4 rows (else the first eval sequences)
     display_frame: int = 40                              # Figs. 3/4: frame shown (clipped to the last evaluated one)
-    steps: int | None = None                             # training steps per run (None: supervised.steps)
-    eval_max_frames: int | None = None                   # frames per evaluation sequence (None: data.max_frames)
-    eval_sources: tuple[str, ...] = ("synthetic", "shared", "otb")  # of data.eval_sources: OTB-protocol sequences
+    steps: int | None = None                             # fresh pairs: training steps per run (None: supervised.steps)
+    eval_max_frames: int | None = None                   # Figs. 3/4: frames per display sequence (None: data.max_frames)
+    eval_sources: tuple[str, ...] = ("synthetic", "shared", "otb")  # Figs. 3/4: display sequences' sources
+
+    def __post_init__(self):
+        for name in ("nr_levels", "nr_fixed_levels"):          # optional tuples: a JSON list comes back a tuple
+            if isinstance(getattr(self, name), list):
+                object.__setattr__(self, name, tuple(getattr(self, name)))
 
 
 @dataclass(frozen=True)
@@ -214,6 +239,9 @@ class EvalConfig:
     fig5_frames: int = 4                                 # Fig. 5: frames shown per sequence, evenly spaced after the first
     fig5_max_sequences: int = 10                         # Fig. 5 rows at most (real sequences first, then synthetic)
     fig7_max_panels: int = 12                            # Fig. 7: drift panels at most (sequence order, then frame)
+    heldout_videos: int = 40                             # powered measures: held-out labelled synthetic videos (seed 3000)
+    heldout_frames: int | None = 40                      # frames per held-out video (None: data.synthetic_frames)
+    heldout_pairs: int = 2000                            # clean ground-truth pairs for localisation accuracy
 
 
 @dataclass(frozen=True)
@@ -256,28 +284,34 @@ PROFILES: dict[str, dict[str, Any]] = {
     "smoke": {
         "data": dict(synthetic_train_videos=4, synthetic_val_videos=2, synthetic_frames=24,
                      synthetic_width=192, synthetic_height=144, max_frames=30),
-        "model": dict(exemplar_sz=103, instance_sz=207),
-        "bd": dict(steps=6, batch_size=8, bank_refresh=3, checkpoint_every=3, max_candidates=400,
-                   candidates_per_frame=1, log_every=1, crop_sz=103),
+        "model": dict(exemplar_sz=103, instance_sz=207, bn_batches=2, bn_batch_size=8),
+        "bd": dict(steps=6, batch_size=8, bank_refresh=3, warmup=0.1, checkpoint_every=3, max_candidates=400,
+                   candidates_per_frame=1, log_every=1, crop_sz=103, claim_batches=(4, 8), claim_seeds=(0, 1)),
         "mining": dict(spans=(2, 4), candidates_per_video=2, start_stride=8, max_pairs=200, min_tracks=4,
                        quality_videos=2),
-        "tc": dict(rounds=2, steps_per_round=4, batch_size=4, checkpoint_every=2),
-        "supervised": dict(steps=4, batch_size=4, checkpoint_every=2),
-        "noise": dict(levels=(0, 50), seeds=(0, 1), display_levels=(0, 50), steps=2, eval_max_frames=6,
-                      display_frame=5),
+        "tc": dict(rounds=2, steps_per_round=4, batch_size=4, checkpoint_every=2, schedule="cosine", warmup=0.05,
+                   restart=False, lr_end=0.0),
+        "supervised": dict(steps=4, batch_size=4, checkpoint_every=2, schedule="cosine", warmup=0.05, lr_end=0.0),
+        "noise": dict(unit="size", levels=(0, 1.0), seeds=(0, 1), nr_levels=(1.0,), nr_fixed_levels=(1.0,),
+                      train_pairs=4, epochs=2, eval_pairs=16, display_levels=(0, 1.0), fig4_level=1.0,
+                      eval_max_frames=6, display_frame=5),
+        "eval": dict(heldout_videos=4, heldout_frames=12, heldout_pairs=64),
     },
     # A laptop-scale reproduction on 2 cores: synthetic + bundled real sequences. Budget: under 90
     # minutes; measured end to end: 71 minutes (BENCHMARKS.md, "The cpu profile end to end").
     "cpu": {
         "data": dict(synthetic_train_videos=16, synthetic_val_videos=6, synthetic_frames=60, max_frames=120),
-        "model": dict(exemplar_sz=103, instance_sz=199),          # ~0.6x the compute of 127/255
+        "model": dict(exemplar_sz=103, instance_sz=199, bn_batches=20),  # ~0.6x the compute of 127/255
+        # schedules sized to the step counts, chosen on the tuning split (README, "Schedules")
         "bd": dict(steps=120, steps_ciresnet22=60, batch_size=64, bank_refresh=40, max_candidates=2000,
-                   crop_sz=103),
+                   crop_sz=103, lr=0.003, warmup=0.1, claim_batches=(16, 64), claim_seeds=(0, 1, 2)),
         "mining": dict(spans=(5, 15, 40), scale_num=1),           # single-scale mining: ~3x cheaper
-        "tc": dict(rounds=3, steps_per_round=80),
-        "supervised": dict(steps=200),
-        "noise": dict(levels=(0, 25, 50), seeds=(0, 1), display_levels=(0, 25, 50), steps=100,
-                      eval_max_frames=60),
+        "tc": dict(rounds=3, steps_per_round=80, schedule="cosine", warmup=0.05, restart=False, lr=1e-2, lr_end=0.0),
+        "supervised": dict(steps=200, schedule="cosine", warmup=0.05, lr=1e-2, lr_end=0.0),
+        # noise: a fixed noisy set BCE can memorise; grid, sizes and the 14-minute budget: docs/modules.md
+        "noise": dict(unit="size", levels=(0, 0.25, 0.5, 1.0), seeds=(0, 1, 2), nr_levels=(1.0,),
+                      nr_fixed_levels=(1.0,), train_pairs=18, epochs=32, eval_pairs=500,
+                      display_levels=(0, 0.5, 1.0), fig4_level=1.0, eval_max_frames=30, display_frame=20),
     },
     # The paper's schedule on a GPU with real datasets.
     "paper": {

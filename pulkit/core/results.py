@@ -73,10 +73,21 @@ def save_timings(profile: str, notebook: str, seconds: dict[str, float], **extra
     return write_json(timings_path(profile, notebook), record)
 
 
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``; else ``platform.processor()``): numbers differ between CPUs."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def machine() -> dict[str, Any]:
     """Where timings were measured: CPU count; torch threads and GPU name when torch is in use."""
     out: dict[str, Any] = {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-                           "cpu_count": os.cpu_count()}
+                           "cpu_count": os.cpu_count(), "cpu_model": cpu_model()}
     torch = sys.modules.get("torch")  # only when the notebook used torch: importing it costs seconds
     if torch is not None:
         out["torch_threads"] = torch.get_num_threads()

@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 
 from pulkit.core import artifacts, paths
-from pulkit.core.results import save_results
 from pulkit.core.io import atomic_write_bytes
+from pulkit.core.results import save_results
 from pulkit.data.crops import iou, valid_boxes
 from pulkit.data.inventory import profile_sequences
 from pulkit.data.sequences import Sequence, read_vot

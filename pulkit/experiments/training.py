@@ -10,9 +10,16 @@ import pandas as pd
 
 from pulkit.core import artifacts
 from pulkit.core.results import save_results
-from pulkit.experiments.temporal_correspondence import (_finite, _read_log, _records, checkpoint_name, round_records,
-                                                        run_tc, tc_curve)
 from pulkit.data.inventory import training_video  # noqa: F401 (notebook 03 checks the split)
+from pulkit.experiments.temporal_correspondence import (
+    _finite,
+    _read_log,
+    _records,
+    checkpoint_name,
+    round_records,
+    run_tc,
+    tc_curve,
+)
 from pulkit.method import supervised
 from pulkit.method.loop import load_training_checkpoint, require_complete
 from pulkit.method.supervised import supervised_sequences, train_supervised

@@ -6,6 +6,7 @@ Step recipe, bank, checkpoint and log: docs/modules.md.
 """
 from __future__ import annotations
 
+import copy
 import hashlib
 import io
 import os
@@ -23,7 +24,8 @@ from pulkit.data.augment import TwoViews
 from pulkit.data.sequences import unlabeled
 from pulkit.losses import infonce
 from pulkit.method.candidates import CandidateCrops, sample_candidates, table_hash
-from pulkit.method.loop import DistInfo, cosine_lr, is_complete, load_training_checkpoint, train
+from pulkit.method.loop import DistInfo, is_complete, load_training_checkpoint, lr_schedule, train, warmup_steps
+from pulkit.method.reference import estimate_bn_on
 from pulkit.method.sampling import BankState, EmbeddingBank, ahm_batch, batch_hardness, rss_batch
 from pulkit.models.net import build_net, fuse_bn, load_checkpoint, load_net, resolve_device
 from pulkit.models.projection import Embedder, ProjectionHead
@@ -53,16 +55,22 @@ def build_embedder(cfg, backbone: torch.nn.Module) -> Embedder:
 
 
 def embed_crops(embedder: Embedder, crops: CandidateCrops, batch_size: int = 256,
-                device: str | torch.device = "auto", progress: bool = True) -> torch.Tensor:
+                device: str | torch.device = "auto", progress: bool = True, bn_batches: int | None = 4,
+                seed: int = 0) -> torch.Tensor:
     """Un-augmented embeddings of every candidate crop: N x D float32 on the CPU, unit rows.
 
-    The embedder's eval-mode function (BatchNorm with its running statistics), computed by an
-    inference copy with every conv + BN pair folded (``fuse_bn``) and channels-last activations
-    (about 30 % faster on CPU), ``batch_size`` crops per forward under ``inference_mode``.  The
-    embedder itself is left untouched (weights and train/eval mode).
+    With ``bn_batches`` (the bank during training), a copy of the embedder first estimates its
+    BatchNorm statistics on that many random batches of the crops (``reference.estimate_bn``), so the
+    bank is the function the model trains with (batch statistics), not its lagging running statistics;
+    ``None`` keeps the embedder's running statistics (a trained model).  The copy is BN-folded and
+    channels-last (``fuse_bn``); the embedder itself is untouched.
     """
     device = resolve_device(device)
-    model = fuse_bn(embedder).to(device=device, memory_format=torch.channels_last)
+    model = embedder
+    if bn_batches:
+        model = copy.deepcopy(embedder).to(device)
+        estimate_bn_on(model, crops.batch, len(crops), batch_size, bn_batches, seed=seed, device=device)
+    model = fuse_bn(model).to(device=device, memory_format=torch.channels_last)
     out = []
     with torch.inference_mode():
         starts = range(0, len(crops), batch_size)
@@ -137,7 +145,8 @@ def train_bd(cfg, sequences, ckpt_path: str | os.PathLike, sampler: str | None =
     head = embedder.head
     views = TwoViews(cfg.augment)
     bank = BankState(lambda e, step: make_bank(e, table, step),
-                     lambda: embed_crops(embedder, crops, bd.bank_batch, dev, progress), bd.bank_refresh)
+                     lambda: embed_crops(embedder, crops, bd.bank_batch, dev, progress, seed=cfg.seed),
+                     bd.bank_refresh)
 
     def batch_fn(step: int, g: torch.Generator) -> dict[str, torch.Tensor]:
         b = bank.at(step)
@@ -154,7 +163,7 @@ def train_bd(cfg, sequences, ckpt_path: str | os.PathLike, sampler: str | None =
 
     params = list(net.backbone.parameters()) + list(head.parameters())
     opt = torch.optim.SGD(params, lr=bd.lr, momentum=bd.momentum, weight_decay=bd.weight_decay)
-    sched = cosine_lr(opt, bd.lr, bd.steps)
+    sched = lr_schedule(opt, "cosine", bd.lr, bd.steps, warmup=warmup_steps(bd.warmup, bd.steps))
     train(net, opt, step_fn, batch_fn, bd.steps, scheduler=sched, checkpoint=ckpt_path,
           checkpoint_every=bd.checkpoint_every, resume=resume, log=log_path(ckpt_path), log_every=bd.log_every,
           stage=stage, cfg=cfg, device=dev, progress=progress,
@@ -198,7 +207,7 @@ def final_bank(cfg, ckpt_path: str | os.PathLike, sequences, device: str | torch
     if cache.is_file():
         emb = torch.from_numpy(np.load(cache))
     else:
-        emb = embed_crops(load_embedder(ckpt_path, device), crops, cfg.bd.bank_batch, device, progress)
+        emb = embed_crops(load_embedder(ckpt_path, device), crops, cfg.bd.bank_batch, device, progress, bn_batches=None)
         buf = io.BytesIO()
         np.save(buf, emb.numpy())
         atomic_write_bytes(cache, buf.getvalue())

@@ -80,6 +80,52 @@ def cosine_lr(optimizer: torch.optim.Optimizer, lr: float, steps: int, lr_end: f
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
+SCHEDULES = ("exp", "cosine", "constant")
+
+
+def warmup_steps(fraction: float, total: int) -> int:
+    """Warm-up steps for a warm-up ``fraction`` (0 <= f < 1) of a ``total``-step schedule (rounded)."""
+    if not 0 <= fraction < 1:
+        raise ValueError(f"warm-up is a fraction of the steps, 0 <= warmup < 1; got {fraction}")
+    return min(int(round(fraction * total)), max(total - 1, 0))
+
+
+def lr_schedule(optimizer: torch.optim.Optimizer, kind: str, lr: float, steps: int, lr_end: float = 0.0,
+                warmup: int = 0, offset: int = 0, total: int | None = None):
+    """The learning-rate schedule of a run of ``steps`` steps, as steps ``offset..offset+steps-1`` of one
+    schedule over ``total`` steps (default: ``steps``; a TC round within one schedule over all rounds).
+
+    ``exp``: SiamFC's exponential decay from ``lr`` to ``lr_end`` (no warm-up); ``cosine``: linear warm-up
+    over ``warmup`` steps, then cosine decay to ``lr_end``; ``constant``: warm-up, then ``lr``.
+    """
+    total = int(steps if total is None else total)
+    if kind not in SCHEDULES:
+        raise ValueError(f"unknown learning-rate schedule {kind!r}; valid: {', '.join(SCHEDULES)}")
+    if lr <= 0 or lr_end < 0 or steps < 1 or offset < 0 or offset + steps > total or not 0 <= warmup < total:
+        raise ValueError(f"lr_schedule needs lr > 0, lr_end >= 0, steps >= 1, 0 <= warmup < total, "
+                         f"offset + steps <= total; got lr {lr}, lr_end {lr_end}, steps {steps}, warmup {warmup}, "
+                         f"offset {offset}, total {total}")
+    if kind == "exp":
+        if warmup:
+            raise ValueError("the exp schedule (SiamFC) has no warm-up: set warmup = 0 or use cosine")
+        if lr_end <= 0:
+            raise ValueError("the exp schedule needs lr_end > 0")
+        ratio, span = lr_end / lr, max(total - 1, 1)
+        factor = lambda t: ratio ** (min(t, span) / span)  # noqa: E731
+    else:
+        span = max(total - 1 - warmup, 1)
+
+        def factor(t: int) -> float:
+            if t < warmup:
+                return (t + 1) / (warmup + 1)
+            if kind == "constant":
+                return 1.0
+            u = min(t - warmup, span) / span
+            return (lr_end + (lr - lr_end) * 0.5 * (1 + math.cos(math.pi * u))) / lr
+    _set_lr(optimizer, lr)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: factor(s + offset))
+
+
 def _set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
     for group in optimizer.param_groups:
         group["lr"] = lr

@@ -17,7 +17,7 @@ from pulkit.data.sequences import DataError, Sequence
 from pulkit.data.synthetic import video_name
 from pulkit.losses import balanced_bce, nr_loss, positive_masks
 from pulkit.method.calibration import calibrate_head
-from pulkit.method.loop import config_diff, exp_lr, is_complete, load_training_checkpoint, train
+from pulkit.method.loop import config_diff, is_complete, load_training_checkpoint, lr_schedule, train, warmup_steps
 from pulkit.method.pairs import CropCache, GroundTruthPairs
 from pulkit.models.net import build_net, resolve_device
 
@@ -180,7 +180,7 @@ def train_supervised(cfg, sequences, ckpt_path, loss: str | None = None, noise_p
         return {"loss": value, **metrics}
 
     opt = torch.optim.SGD(net.parameters(), lr=sup.lr, momentum=sup.momentum, weight_decay=sup.weight_decay)
-    sched = exp_lr(opt, sup.lr, sup.lr_end, sup.steps)
+    sched = lr_schedule(opt, sup.schedule, sup.lr, sup.steps, sup.lr_end, warmup_steps(sup.warmup, sup.steps))
     train(net, opt, step_fn, batch_fn, sup.steps, scheduler=sched, checkpoint=ckpt_path,
           checkpoint_every=sup.checkpoint_every, resume=resume, log=log_path(ckpt_path), log_every=sup.log_every,
           stage=stage_name(sup.loss), cfg=rcfg, device=dev, progress=progress, resume_keys=TRAINING_KEYS)

@@ -6,6 +6,7 @@ Batch recipe, head calibration, log fields and rounds: docs/modules.md.
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import os
@@ -23,9 +24,19 @@ from pulkit.data.augment import TwoViews
 from pulkit.data.sequences import unlabeled
 from pulkit.losses import balanced_bce, infonce, nr_loss, positive_masks
 from pulkit.method.calibration import calibrate_head
-from pulkit.method.loop import DistInfo, config_diff, exp_lr, is_complete, load_training_checkpoint, train, unwrap
+from pulkit.method.loop import (
+    DistInfo,
+    config_diff,
+    is_complete,
+    load_training_checkpoint,
+    lr_schedule,
+    train,
+    unwrap,
+    warmup_steps,
+)
 from pulkit.method.mining import load_pairs, mine_pairs, pairs_suffix, save_pairs
 from pulkit.method.pairs import CropCache, MinedPairs, validate_pairs
+from pulkit.method.reference import estimate_bn_on
 from pulkit.method.sampling import BankState, EmbeddingBank, ahm_batch, batch_hardness, rss_batch
 from pulkit.models.net import build_net, load_checkpoint, load_net, resolve_device
 from pulkit.models.projection import Embedder, ProjectionHead
@@ -93,16 +104,18 @@ def select_exemplars(bank: EmbeddingBank | None, n: int, sampler: str, batch_siz
 
 
 @torch.no_grad()
-def embed_exemplars(embedder: Embedder, exemplars: Exemplars, batch_size: int, device) -> torch.Tensor:
-    """Un-augmented embeddings of every exemplar (eval mode; modules' modes restored): N x D on the CPU."""
-    modes = [(m, m.training) for m in embedder.modules()]
-    embedder.eval()
-    try:
-        out = [embedder(exemplars.batch(np.arange(s, min(s + batch_size, len(exemplars)))).to(device)).float().cpu()
-               for s in range(0, len(exemplars), batch_size)]
-    finally:
-        for m, mode in modes:
-            m.training = mode
+def embed_exemplars(embedder: Embedder, exemplars: Exemplars, batch_size: int, device, bn_batches: int = 4,
+                    seed: int = 0) -> torch.Tensor:
+    """Un-augmented embeddings of every exemplar: N x D on the CPU; the embedder is untouched.
+
+    A copy first estimates its BatchNorm statistics on ``bn_batches`` random batches of exemplars
+    (``reference.estimate_bn``): the function the model trains with, not its lagging running statistics.
+    """
+    model = copy.deepcopy(embedder).to(device)
+    estimate_bn_on(model, exemplars.batch, len(exemplars), batch_size, bn_batches, seed=seed, device=device)
+    model.eval()
+    out = [model(exemplars.batch(np.arange(s, min(s + batch_size, len(exemplars)))).to(device)).float().cpu()
+           for s in range(0, len(exemplars), batch_size)]
     return torch.cat(out)
 
 
@@ -209,7 +222,8 @@ def train_tc_round(cfg, init_ckpt, pairs_table, sequences, round_idx: int, ckpt_
         calibration.record = calibrate_head(net, pairs, tc.head_calibration, tc.batch_size, cfg.seed, device=dev)
     embedder = Embedder(net.backbone, proj)
     bank = BankState(lambda e, step: EmbeddingBank(e, video=exemplars.video, frame=exemplars.frame, step=step),
-                     lambda: embed_exemplars(embedder, exemplars, cfg.bd.bank_batch, dev), cfg.bd.bank_refresh)
+                     lambda: embed_exemplars(embedder, exemplars, cfg.bd.bank_batch, dev, seed=cfg.seed),
+                     cfg.bd.bank_refresh)
     views = TwoViews(cfg.augment)
     sigma, radius = cfg.nr.sigma_px / net.stride, cfg.nr.r_pos / net.stride
 
@@ -252,7 +266,10 @@ def train_tc_round(cfg, init_ckpt, pairs_table, sequences, round_idx: int, ckpt_
 
     params = list(net.parameters()) + list(proj.parameters())
     opt = torch.optim.SGD(params, lr=tc.lr, momentum=tc.momentum, weight_decay=tc.weight_decay)
-    sched = exp_lr(opt, tc.lr, tc.lr_end, tc.steps_per_round)
+    offset, total = (0, tc.steps_per_round) if tc.restart else ((round_idx - 1) * tc.steps_per_round,
+                                                                tc.rounds * tc.steps_per_round)
+    sched = lr_schedule(opt, tc.schedule, tc.lr, tc.steps_per_round, tc.lr_end, warmup_steps(tc.warmup, total),
+                        offset, total)
     train(net, opt, step_fn, batch_fn, tc.steps_per_round, scheduler=sched, checkpoint=ckpt_path,
           checkpoint_every=tc.checkpoint_every, resume=resume, log=log_path(ckpt_path), log_every=tc.log_every,
           stage=stage, cfg=cfg, device=dev, progress=progress, extra_state={"projection": proj, "bank": bank, "calibration": calibration})
@@ -269,7 +286,7 @@ def file_digest(path: str | os.PathLike) -> str:
     return h.hexdigest()[:16]
 
 
-def _mine_round(cfg, init_ckpt: Path, seqs, r: int, span: int, pairs_path: Path, meta_path: Path,
+def mine_round(cfg, init_ckpt: Path, seqs, r: int, span: int, pairs_path: Path, meta_path: Path,
                 resume: bool, device, progress: bool) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Mine round ``r``'s pairs with the model of ``init_ckpt``, or reuse the saved table it mined."""
     digest = file_digest(init_ckpt)
@@ -336,7 +353,7 @@ def run_progressive(cfg, bd_ckpt, train_sequences, out_dir, loss: str | None = N
                 continue
         span = spans[r - 1]
         pairs_path = out_dir / f"pairs_round{r}{pairs_suffix()}"
-        table, meta = _mine_round(cfg, prev, seqs, r, span, pairs_path, out_dir / f"pairs_round{r}.json",
+        table, meta = mine_round(cfg, prev, seqs, r, span, pairs_path, out_dir / f"pairs_round{r}.json",
                                   resume, device, progress)
         train_tc_round(cfg, prev, table, seqs, r, ckpt, resume=resume, device=device, progress=progress)
         last = last_jsonl_record(log_path(ckpt))

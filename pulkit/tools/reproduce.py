@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 from pulkit.core import paths
+from pulkit.core.artifacts import NOTEBOOKS
 from pulkit.core.io import atomic_write_bytes, to_json
 from pulkit.core.provenance import package_versions
-from pulkit.core.artifacts import NOTEBOOKS
 
 KERNEL_NAME = "pulkit"
 STATE_FORMAT = "pulkit-reproduce-state-v1"
