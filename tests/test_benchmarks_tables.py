@@ -26,11 +26,11 @@ def otb(name, per_seq: dict[str, float]) -> dict:
 GROUPS = {"synthetic": ["synth_a", "synth_b"], "real": ["otb/Deer"]}
 
 
-def results_for(alex=(0.6, 0.5, 0.4), static=(0.2, 0.2, 0.2), untrained=(0.3, 0.35, 0.35)) -> dict:
+def results_for(alex=(0.6, 0.5, 0.4), static=(0.2, 0.2, 0.2), reference=(0.3, 0.35, 0.35)) -> dict:
     names = ["synth_a", "synth_b", "otb/Deer"]
     return {"AlexPUL": otb("AlexPUL", dict(zip(names, alex))),
             bt.STATIC: otb(bt.STATIC, dict(zip(names, static))),
-            bt.UNTRAINED: otb(bt.UNTRAINED, dict(zip(names, untrained)))}
+            bt.RANDOM_BN: otb(bt.RANDOM_BN, dict(zip(names, reference)))}
 
 
 MISSING = {"ResPUL": {"checkpoint": "tc_nr_ciresnet22/round2.pt", "notebook": "03_training"}}
@@ -39,7 +39,7 @@ MISSING = {"ResPUL": {"checkpoint": "tc_nr_ciresnet22/round2.pt", "notebook": "0
 def test_benchmark_table_columns_and_missing_rows():
     df = bt.benchmark_table("otb", results_for(), MISSING)
     assert list(df.columns) == ["success_auc", "precision", "frames", "status"] and df.index.name == "tracker"
-    assert list(df.index) == ["AlexPUL", bt.STATIC, bt.UNTRAINED, "ResPUL"]
+    assert list(df.index) == ["AlexPUL", bt.STATIC, bt.RANDOM_BN, "ResPUL"]
     assert df.loc["AlexPUL", "success_auc"] == pytest.approx(0.5) and df.loc["AlexPUL", "status"] == "ok"
     assert df.loc[bt.STATIC, "status"] == "reference"
     assert math.isnan(df.loc["ResPUL", "success_auc"])
@@ -56,14 +56,14 @@ def test_benchmark_table_columns_and_missing_rows():
 
 def test_acceptance_numbers():
     acc = bt.acceptance(results_for(), GROUPS)
-    assert acc["available"] and acc["targets"] == {"ratio_vs_static": 1.5, "diff_vs_untrained": 0.10}
+    assert acc["available"] and acc["targets"] == {"ratio_vs_static": 1.5, "diff_vs_random_bn": 0.10}
     a = acc["sets"]["all"]
     assert a["auc"] == pytest.approx(0.5) and a["static_auc"] == pytest.approx(0.2)
-    assert a["ratio_vs_static"] == pytest.approx(2.5) and a["diff_vs_untrained"] == pytest.approx(0.5 - 1.0 / 3)
+    assert a["ratio_vs_static"] == pytest.approx(2.5) and a["diff_vs_random_bn"] == pytest.approx(0.5 - 1.0 / 3)
     assert a["ratio_met"] and a["diff_met"]
     s, r = acc["sets"]["synthetic"], acc["sets"]["real"]
     assert s["auc"] == pytest.approx(0.55) and s["ratio_vs_static"] == pytest.approx(2.75)
-    assert r["diff_vs_untrained"] == pytest.approx(0.05) and not r["diff_met"] and r["ratio_met"]
+    assert r["diff_vs_random_bn"] == pytest.approx(0.05) and not r["diff_met"] and r["ratio_met"]
     assert acc["summary"]["ratio_vs_static"] == pytest.approx(2.5) and acc["summary"]["diff_target_met"] is True
     table = bt.acceptance_table(acc)
     assert list(table.index) == ["all", "synthetic", "real"] and table.loc["real", "n_sequences"] == 1
@@ -143,11 +143,11 @@ def test_no_trained_tracker_is_a_loud_error(roots):
 def test_tracker_set_lists_missing_and_evaluates_shared_checkpoints_once(roots):
     fabricate("smoke", "AlexPUL")
     ts = bt.tracker_set("smoke", small_cfg(), device="cpu")
-    assert set(ts.trackers) == {"AlexPUL", bt.STATIC, bt.UNTRAINED}
+    assert set(ts.trackers) == {"AlexPUL", *bt.REFERENCES} - {bt.RANDOM_BN_RES}   # no ResPUL: no paired reference
     assert ts.aliases == {"TC-NR round 2": "AlexPUL"}          # smoke: 2 rounds; round 2 is AlexPUL
     assert ts.missing["ResPUL"] == {"checkpoint": "tc_nr_ciresnet22/tc_round2.pt", "notebook": "03_training"}
     assert ts.missing["BD only (AHM)"]["notebook"] == "01_background_discrimination"
-    assert ts.names == ["AlexPUL", "TC-NR round 2", bt.STATIC, bt.UNTRAINED]
+    assert ts.names == ["AlexPUL", "TC-NR round 2", bt.STATIC, bt.RANDOM_BN, bt.RAW_INIT]
     assert ts.trackers["AlexPUL"].name == "AlexPUL"
 
 
@@ -162,12 +162,18 @@ def test_reference_trackers():
     st.init(None, [1, 2, 3, 4])
     np.testing.assert_array_equal(st.update(None), [1, 2, 3, 4])
     before = torch.random.get_rng_state()
-    a, b = bt.untrained_tracker(small_cfg(), "cpu"), bt.untrained_tracker(small_cfg(), "cpu")
+    cfg = load_config("smoke", {"tracker": {"response_up": 4, "device": "cpu"}}, seed=3)
+    a, b = bt.reference_trackers(cfg, "cpu"), bt.reference_trackers(cfg, "cpu")
     assert torch.equal(before, torch.random.get_rng_state())  # the global RNG is left alone
-    assert tracker_key(a) == tracker_key(b) and a.name == bt.UNTRAINED
-    other = bt.untrained_tracker(load_config("smoke", {"model": {"exemplar_sz": 87, "instance_sz": 127},
-                                                       "tracker": {"response_up": 4}}, seed=4), "cpu")
-    assert tracker_key(other) != tracker_key(a)
+    assert list(a) == list(bt.REFERENCES)
+    for name in (bt.RANDOM_BN, bt.RANDOM_BN_RES, bt.RAW_INIT):
+        assert tracker_key(a[name]) == tracker_key(b[name]) and a[name].name == name
+    assert tracker_key(a[bt.RANDOM_BN]) != tracker_key(a[bt.RAW_INIT])   # estimated BN statistics differ
+    assert "diagnostic" in bt.RAW_INIT
+    assert bt.PAIRED_REFERENCE == {"AlexPUL": bt.RANDOM_BN, "ResPUL": bt.RANDOM_BN_RES}
+    other = bt.reference_trackers(load_config("smoke", {"model": {"exemplar_sz": 87, "instance_sz": 127},
+                                                        "tracker": {"response_up": 4}}, seed=4), "cpu", resnet=False)
+    assert tracker_key(other[bt.RANDOM_BN]) != tracker_key(a[bt.RANDOM_BN])
 
 
 # --------------------------------------------------------------------------- a tiny real run
@@ -175,7 +181,8 @@ def test_run_benchmarks_end_to_end(roots, synthetic_split, make_vot):
     fabricate("smoke", "AlexPUL")
     cfg = small_cfg().override({"eval": {"vot_burnin": 2}})   # 4 frames: leave 2 for VOT accuracy
     ts = bt.tracker_set("smoke", cfg, device="cpu")
-    del ts.trackers[bt.UNTRAINED]                      # keep the test short: AlexPUL + static
+    for name in (bt.RANDOM_BN, bt.RAW_INIT):           # keep the test short: AlexPUL + static
+        del ts.trackers[name]
     seqs = read_got10k(synthetic_split, subset="val")
     make_vot(roots / "vot", "still", [[10, 10, 20, 15]] * 6)
     sets = bt.BenchmarkSets(otb=seqs, got10k=synthetic_split, got10k_label="synthetic val",
@@ -218,3 +225,28 @@ def test_benchmark_sets_of_the_smoke_profile(shared_root, tmp_path, monkeypatch)
     assert len(sets.groups["synthetic"]) == cfg.data.synthetic_val_videos
     assert sets.got10k_label == "synthetic val" and (sets.got10k / "list.txt").is_file()
     assert all(len(s) <= cfg.data.max_frames for s in sets.otb)
+
+
+# --------------------------------------------------------------------------- claims
+def test_collect_and_write_claims(roots):
+    from pulkit.core.io import read_json
+    from pulkit.core.results import save_results
+    from pulkit.evaluation.powered import claim_record
+
+    cfg = load_config("smoke")
+    ahm = claim_record("ahm_small_batch", "localisation accuracy", "fraction", "AHM B=16", "RSS B=16",
+                       {"diff": 0.04, "se": 0.01, "n": 64}, [0, 1])
+    pul = claim_record("pul_vs_random_bn", "success AUC", "AUC", "AlexPUL", bt.RANDOM_BN,
+                       {"diff": -0.05, "se": 0.01, "n": 4}, [0])
+    save_results("smoke", "01_background_discrimination", {"claims": [ahm]}, cfg=cfg)
+    claims = bt.collect_claims(cfg, [pul])
+    assert [r["claim"] for r in claims["claims"]] == ["ahm_small_batch", "pul_vs_random_bn"]
+    assert claims["missing"] == ["02_temporal_correspondence", "04_noise_robustness"]
+    assert [r["verdict"] for r in claims["claims"]] == ["holds", "does not hold"]
+    path = bt.write_claims(cfg, claims)
+    assert path == artifacts.claims_path("smoke")
+    saved = read_json(path)
+    assert saved["claims"] == claims["claims"] and saved["provenance"]["profile"] == "smoke"
+    assert saved["cpu_model"]
+    table = bt.claims_table(claims)
+    assert list(table["verdict"]) == ["holds", "does not hold"] and table.loc[1, "control"] == bt.RANDOM_BN

@@ -13,38 +13,48 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 import pandas as pd
 
-from pulkit.core import artifacts, paths
-from pulkit.core.io import atomic_write_bytes
-from pulkit.core.results import MissingResultsError, save_results
-from pulkit.data.inventory import dataset_root, profile_sequences
-from pulkit.data.synthetic import ensure_synthetic
 from pulkit import evaluation as ev
-from pulkit.models.net import build_net
+from pulkit.core import artifacts, paths
+from pulkit.core.io import atomic_write_bytes, write_json
+from pulkit.core.provenance import provenance
+from pulkit.core.results import MissingResultsError, load_results, machine, save_results
+from pulkit.data.inventory import dataset_root, profile_sequences, training_video
+from pulkit.data.synthetic import ensure_synthetic
+from pulkit.evaluation.powered import claim_record, eval_pairs, eval_videos, localisation, paired_diff
+from pulkit.method.reference import bn_crops, estimate_bn, random_bn, raw_init
+from pulkit.models.net import load_net
 from pulkit.tracking.siamfc import SiamFCTracker, load_tracker
 from pulkit.tracking.static import STATIC, StaticTracker
 
-UNTRAINED = "Untrained AlexNet"
-REFERENCES = (STATIC, UNTRAINED)
+RANDOM_BN = "random_bn AlexNet"                  # the fair no-training reference of AlexPUL
+RANDOM_BN_RES = "random_bn CIResNet-22"          # ... and of ResPUL
+RAW_INIT = "raw init AlexNet (diagnostic)"       # BN at its initial statistics: a diagnostic, never a baseline
+REFERENCES = (STATIC, RANDOM_BN, RANDOM_BN_RES, RAW_INIT)
+PAIRED_REFERENCE = {"AlexPUL": RANDOM_BN, "ResPUL": RANDOM_BN_RES}
 ACCEPTANCE_RATIO = 1.5     # AlexPUL success AUC / the static tracker's, at least
-ACCEPTANCE_DIFF = 0.10     # AlexPUL success AUC - the untrained network's, at least
+ACCEPTANCE_DIFF = 0.10     # AlexPUL success AUC - random_bn's, at least
 METRICS = {"otb": ("success_auc", "precision"), "got10k": ("ao", "sr50", "sr75"),
            "vot": ("accuracy", "robustness", "eao")}
 BENCHMARKS = tuple(METRICS)
 NOTEBOOK = "07_benchmarks"
 MAIN_TRACKERS = artifacts.MAIN_TRACKERS
+CLAIM_SOURCES = ("01_background_discrimination", "02_temporal_correspondence", "04_noise_robustness")
 
 
 # --------------------------------------------------------------------------- reference trackers
-def untrained_tracker(cfg, device: str = "auto", name: str = UNTRAINED):
-    """AlexPUL's network (AlexNet with ``cfg.model``'s crops) at its random initialisation, drawn
-    from ``cfg.seed`` without touching the global RNG; tracked with ``cfg.tracker``."""
-    import torch
-
-    model_cfg = dataclasses.replace(cfg.model, backbone="alexnet")
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(int(cfg.seed))
-        net = build_net(model_cfg)
-    return SiamFCTracker(net.eval(), cfg.tracker, model_cfg, device=device, name=name)
+def reference_trackers(cfg, device: str = "auto", sequences=None, resnet: bool = True) -> dict[str, Any]:
+    """The references: the static box, ``random_bn`` of AlexNet and (``resnet``) of CIResNet-22 (BN
+    statistics estimated on label-free crops of the unlabeled training video) and the raw-init AlexNet,
+    labelled a diagnostic."""
+    seqs = training_video(cfg) if sequences is None else sequences
+    out: dict[str, Any] = {STATIC: StaticTracker()}
+    for name, backbone in ((RANDOM_BN, "alexnet"), (RANDOM_BN_RES, "ciresnet22"))[:2 if resnet else 1]:
+        model_cfg = dataclasses.replace(cfg.model, backbone=backbone)
+        out[name] = SiamFCTracker(random_bn(cfg, seqs, backbone, device), cfg.tracker, model_cfg, device=device,
+                                  name=name)
+    out[RAW_INIT] = SiamFCTracker(raw_init(cfg, "alexnet"), cfg.tracker,
+                                  dataclasses.replace(cfg.model, backbone="alexnet"), device=device, name=RAW_INIT)
+    return out
 
 
 # --------------------------------------------------------------------------- which trackers
@@ -102,8 +112,7 @@ def tracker_set(profile: str, cfg, device: str = "auto") -> TrackerSet:
             continue
         first_of[real] = name
         trackers[name] = load_tracker(name, path, device)
-    trackers[STATIC] = StaticTracker()
-    trackers[UNTRAINED] = untrained_tracker(cfg, device)
+    trackers.update(reference_trackers(cfg, device, resnet="ResPUL" in present))   # ResPUL's paired reference
     return TrackerSet(trackers, aliases, present, missing)
 
 
@@ -306,16 +315,16 @@ def subset_auc(result: Mapping[str, Any], names: Iterable[str]) -> float:
 
 
 def acceptance(otb_results: Mapping[str, Mapping], groups: Mapping[str, list[str]], tracker: str = "AlexPUL",
-               static: str = STATIC, untrained: str = UNTRAINED, ratio_target: float = ACCEPTANCE_RATIO,
+               static: str = STATIC, reference: str = RANDOM_BN, ratio_target: float = ACCEPTANCE_RATIO,
                diff_target: float = ACCEPTANCE_DIFF) -> dict[str, Any]:
-    """AlexPUL's success AUC against the static tracker (ratio) and the untrained network
-    (difference), over ``all`` OTB-protocol sequences and each non-empty group.
+    """AlexPUL's success AUC against the static tracker (ratio) and ``random_bn`` (difference), over
+    ``all`` OTB-protocol sequences and each non-empty group.
 
     Returns ``{"available": bool, "reason", "targets", "sets": {set: {sequences, auc, static_auc,
-    untrained_auc, ratio_vs_static, diff_vs_untrained, ratio_met, diff_met}}, "summary": {...}}``;
+    random_bn_auc, ratio_vs_static, diff_vs_random_bn, ratio_met, diff_met}}, "summary": {...}}``;
     ``ratio_vs_static`` is None when the static AUC is 0."""
-    targets = {"ratio_vs_static": float(ratio_target), "diff_vs_untrained": float(diff_target)}
-    absent = [n for n in (tracker, static, untrained) if n not in otb_results]
+    targets = {"ratio_vs_static": float(ratio_target), "diff_vs_random_bn": float(diff_target)}
+    absent = [n for n in (tracker, static, reference) if n not in otb_results]
     if absent:
         return {"available": False, "reason": f"no OTB results for {absent}", "targets": targets, "sets": {},
                 "summary": {"acceptance_available": False}}
@@ -323,15 +332,15 @@ def acceptance(otb_results: Mapping[str, Mapping], groups: Mapping[str, list[str
     subsets.update({g: list(n) for g, n in groups.items() if n})
     out = {}
     for label, names in subsets.items():
-        a, s, u = (subset_auc(otb_results[n], names) for n in (tracker, static, untrained))
+        a, s, u = (subset_auc(otb_results[n], names) for n in (tracker, static, reference))
         ratio = a / s if s > 0 else None
-        out[label] = {"sequences": names, "auc": a, "static_auc": s, "untrained_auc": u,
-                      "ratio_vs_static": ratio, "diff_vs_untrained": a - u,
+        out[label] = {"sequences": names, "auc": a, "static_auc": s, "random_bn_auc": u,
+                      "ratio_vs_static": ratio, "diff_vs_random_bn": a - u,
                       "ratio_met": bool(ratio is not None and ratio >= ratio_target), "diff_met": bool(a - u >= diff_target)}
     main = out["all"]
     summary = {"acceptance_available": True, f"{tracker}_auc": main["auc"], "static_auc": main["static_auc"],
-               "untrained_auc": main["untrained_auc"], "ratio_vs_static": main["ratio_vs_static"],
-               "diff_vs_untrained": main["diff_vs_untrained"], "ratio_target_met": main["ratio_met"],
+               "random_bn_auc": main["random_bn_auc"], "ratio_vs_static": main["ratio_vs_static"],
+               "diff_vs_random_bn": main["diff_vs_random_bn"], "ratio_target_met": main["ratio_met"],
                "diff_target_met": main["diff_met"]}
     return {"available": True, "reason": None, "tracker": tracker, "targets": targets, "sets": out, "summary": summary}
 
@@ -340,12 +349,97 @@ def acceptance_table(acc: Mapping[str, Any]):
     """The acceptance numbers as a DataFrame, one row per sequence set."""
     import pandas as pd
 
-    cols = ["auc", "static_auc", "untrained_auc", "ratio_vs_static", "diff_vs_untrained", "ratio_met", "diff_met",
+    cols = ["auc", "static_auc", "random_bn_auc", "ratio_vs_static", "diff_vs_random_bn", "ratio_met", "diff_met",
             "n_sequences"]
     rows = {k: {**{c: v.get(c) for c in cols[:-1]}, "n_sequences": len(v["sequences"])} for k, v in acc["sets"].items()}
     df = pd.DataFrame.from_dict(rows, orient="index", columns=cols)
     df.index.name = "sequences"
     return df
+
+
+# --------------------------------------------------------------------------- claims
+def _per_sequence(result: Mapping[str, Any], names: Iterable[str]) -> np.ndarray:
+    return np.array([result["sequences"][n]["success_auc"] for n in names], dtype=np.float64)
+
+
+def pul_claims(ts: TrackerSet, cfg, otb_results: Mapping[str, Mapping], groups: Mapping[str, list[str]],
+               profile: str | None, device: str = "auto", progress: bool = True) -> dict[str, Any]:
+    """Claim ``pul_vs_random_bn``: AlexPUL and ResPUL against their ``random_bn`` and the static box, paired.
+
+    Measures: localisation accuracy on the run's held-out clean pairs (``eval_pairs``), OTB success AUC
+    on the held-out synthetic videos (``eval_videos``; runs stored under ``profile``) and on the real
+    evaluation sequences.  Returns ``{"claims": [records], "measures": {tracker: {...}}}``.
+    """
+    pairs, videos = eval_pairs(cfg), eval_videos(cfg)
+    real = list(groups.get("real", []))
+    scores: dict[str, dict[str, Any]] = {}
+
+    def score(name: str) -> dict[str, Any]:
+        if name not in scores:
+            tracker = ts.trackers[ts.aliases.get(name, name)]
+            held = ev.evaluate_otb(tracker, videos, profile=profile, progress=progress)
+            loc = localisation(tracker.net, pairs, cfg.nr.r_pos, device=device) if hasattr(tracker, "net") else None
+            scores[name] = {"heldout_auc": _per_sequence(held, [v.name for v in videos]),
+                            "real_auc": _per_sequence(otb_results[name], real) if name in otb_results else None,
+                            "hit": None if loc is None else loc["hit"]}
+        return scores[name]
+
+    records = []
+    for trained, ref in PAIRED_REFERENCE.items():
+        if trained not in ts.checkpoints:
+            continue
+        t = score(trained)
+        for control in (ref, STATIC):
+            c = score(control)
+            if t["hit"] is not None and c["hit"] is not None:
+                records.append(claim_record("pul_vs_random_bn", f"localisation accuracy ({len(pairs)} held-out pairs)",
+                                            "fraction", trained, control, paired_diff(t["hit"], c["hit"]), [cfg.seed]))
+            records.append(claim_record("pul_vs_random_bn", f"success AUC ({len(videos)} held-out synthetic videos)",
+                                        "AUC", trained, control, paired_diff(t["heldout_auc"], c["heldout_auc"]),
+                                        [cfg.seed]))
+            if len(real) >= 2 and t["real_auc"] is not None and c["real_auc"] is not None:
+                records.append(claim_record("pul_vs_random_bn", f"success AUC ({len(real)} real sequences)", "AUC",
+                                            trained, control, paired_diff(t["real_auc"], c["real_auc"]), [cfg.seed]))
+    if "AlexPUL" in ts.checkpoints:   # diagnostic: AlexPUL's weights with BN statistics estimated like random_bn's
+        net = load_net(ts.checkpoints["AlexPUL"], device)
+        estimate_bn(net.backbone, (b.to(next(net.parameters()).device) for b in bn_crops(cfg, training_video(cfg))))
+        hit = localisation(net, pairs, cfg.nr.r_pos, device=device)["hit"]
+        scores["AlexPUL (BN re-estimated)"] = {"heldout_auc": np.full(len(videos), np.nan), "real_auc": None, "hit": hit}
+        records.append(claim_record("pul_vs_random_bn", f"localisation accuracy ({len(pairs)} held-out pairs)",
+                                    "fraction", "AlexPUL (BN re-estimated, diagnostic)", RANDOM_BN,
+                                    paired_diff(hit, scores[RANDOM_BN]["hit"]), [cfg.seed], role="diagnostic"))
+    measures = {n: {"heldout_auc": float(np.nanmean(v["heldout_auc"])) if np.isfinite(v["heldout_auc"]).any() else None,
+                    "heldout_auc_se": (float(np.std(v["heldout_auc"], ddof=1) / np.sqrt(len(v["heldout_auc"])))
+                                       if np.isfinite(v["heldout_auc"]).all() and len(v["heldout_auc"]) > 1 else None),
+                    "localisation_accuracy": None if v["hit"] is None else float(np.mean(v["hit"]))}
+                for n, v in scores.items()}
+    return {"claims": records, "measures": measures, "heldout_videos": len(videos), "heldout_pairs": len(pairs)}
+
+
+def collect_claims(cfg, own: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    """Every claim record of the run: those notebooks 01, 02 and 04 stored under ``"claims"`` and 07's own.
+
+    A notebook whose results are absent contributes nothing and is listed under ``"missing"``."""
+    records, missing = [], []
+    for nb in CLAIM_SOURCES:
+        try:
+            records.extend(load_results(cfg.profile, nb).get("claims", []))
+        except MissingResultsError:
+            missing.append(nb)
+    records.extend(own)
+    return {"claims": records, "missing": missing, "cpu_model": machine()["cpu_model"]}
+
+
+def claims_table(claims: Mapping[str, Any]):
+    """The claim records as a DataFrame (one row each: claim, metric, treatment, control, diff, se, n, verdict)."""
+    cols = ["claim", "metric", "treatment", "control", "diff", "se", "n", "seeds", "verdict"]
+    return pd.DataFrame([{c: r.get(c) for c in cols} for r in claims["claims"]], columns=cols)
+
+
+def write_claims(cfg, claims: Mapping[str, Any]) -> Path:
+    """``results/<profile>/claims.json`` (``artifacts.claims_path``) with the run's provenance."""
+    return write_json(artifacts.claims_path(cfg.profile),
+                      {**claims, "provenance": provenance(cfg.profile, cfg.seed, cfg)})
 
 
 # --------------------------------------------------------------------------- files
@@ -363,12 +457,13 @@ def load_table(profile: str, name: str):
 
 
 def results_record(ts: TrackerSet, sets: BenchmarkSets, profile: str, results: Mapping[str, Mapping],
-                   acc: Mapping[str, Any]) -> dict[str, Any]:
+                   acc: Mapping[str, Any], pul: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Notebook 07's record: the trackers, the missing ones, the data, every benchmark's results, the
-    acceptance numbers and the summary."""
+    acceptance numbers, the ``pul_claims`` measures and the summary."""
     return {
         "trackers": tracker_record(ts, profile, results), "missing": ts.missing, "data": sets.describe(),
-        "results": results, "acceptance": acc,
+        "results": results, "acceptance": acc, "claims": list((pul or {}).get("claims", [])),
+        "heldout": {k: v for k, v in (pul or {}).items() if k != "claims"},
         "summary": {**acc["summary"], "trackers_evaluated": len(ts.names), "trackers_missing": len(ts.missing)},
     }
 

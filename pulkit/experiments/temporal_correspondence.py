@@ -10,20 +10,31 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import torch
 
 from pulkit.core import artifacts, paths
 from pulkit.core.config import ConfigError
 from pulkit.core.io import read_json, write_json
 from pulkit.core.provenance import config_hash
 from pulkit.core.results import save_results
-from pulkit.data.crops import exemplar_crop, mean_color
+from pulkit.data.crops import exemplar_crop, iou, mean_color
 from pulkit.data.inventory import profile_sequences, training_video
 from pulkit.data.sequences import DataError, unlabeled
+from pulkit.evaluation.powered import (
+    claim_record,
+    eval_pairs,
+    eval_videos,
+    localisation,
+    localisation_summary,
+    mining_error,
+    paired_diff,
+)
 from pulkit.method.loop import require_complete
-from pulkit.method.mining import load_pairs, mining_quality
+from pulkit.method.mining import load_pairs, mining_quality, pairs_suffix
+from pulkit.method.reference import random_bn
 from pulkit.method.supervised import supervised_sequences
-from pulkit.method.tc import file_digest, log_path, run_progressive
-from pulkit.models.net import load_net
+from pulkit.method.tc import file_digest, log_path, mine_round, run_progressive, train_tc_round
+from pulkit.models.net import load_net, save_checkpoint
 
 NOTEBOOK = "02_temporal_correspondence"
 SUMMARY_K = 10                       # the k whose centre error 02's summary compares over rounds
@@ -269,6 +280,112 @@ def split_gallery(gallery: dict[str, Any]) -> tuple[dict[str, Any], dict[str, np
 
 
 # --------------------------------------------------------------------------- 02's results
+# --------------------------------------------------------------------------- the rounds claim (02)
+def train_rounds_controls(cfg, device="auto", progress: bool = True, data_root=None) -> dict[str, Path]:
+    """The two controls of the claim "progressive rounds help" (complete checkpoints reused):
+
+    ``no_remine``: the same total steps (rounds x steps) in one round on round-1 pairs, from the BD model,
+    under the same schedule; ``from_random_bn``: round 1 mined and learned from ``random_bn`` instead of
+    the BD model, with round 1's schedule (does BD help TC?).  Files under ``artifacts.rounds_controls_dir``.
+    """
+    out_dir = artifacts.rounds_controls_dir(cfg.profile)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    seqs = [unlabeled(s) for s in training_video(cfg, data_root)]
+    bd = require_complete(artifacts.bd_checkpoint(cfg.profile, "ahm", "alexnet"), cfg.profile, "BD checkpoint (AHM)")
+    pairs1 = artifacts.tc_dir(cfg.profile, "nr", "alexnet") / f"pairs_round1{pairs_suffix()}"
+    if not pairs1.is_file():
+        raise artifacts.missing(pairs1, cfg.profile, "round-1 pairs of AlexPUL")
+    rcfg = tc_run_config(cfg, "nr", "alexnet")
+    steps = int(rcfg.tc.rounds * rcfg.tc.steps_per_round)
+    once = rcfg.override({"tc": {"rounds": 1, "steps_per_round": steps}})
+    no_remine = train_tc_round(once, bd, pairs1, seqs, 1, out_dir / "no_remine.pt", device=device,
+                               progress=progress)
+    init = out_dir / "random_bn_init.pt"
+    net = random_bn(rcfg, training_video(cfg, data_root), "alexnet", device="cpu")
+    saved = load_net(init, "cpu").state_dict() if init.is_file() else {}
+    if any(k not in saved or not torch.equal(v, saved[k]) for k, v in net.state_dict().items()):
+        save_checkpoint(init, net, rcfg, stage="random_bn")   # rewritten only when it changed: mining reuses pairs
+    table, _ = mine_round(rcfg, init, seqs, 1, rcfg.mining.spans[0], out_dir / f"from_random_bn_pairs{pairs_suffix()}",
+                          out_dir / "from_random_bn_pairs.json", True, device, progress)
+    from_rbn = train_tc_round(rcfg, init, table, seqs, 1, out_dir / "from_random_bn_round1.pt", device=device,
+                              progress=progress)
+    return {"no_remine": no_remine, "random_bn_init": init, "from_random_bn": from_rbn}
+
+
+def pair_precision(table: pd.DataFrame, labelled: dict[str, Any], iou_min: float = 0.5) -> dict[str, Any]:
+    """Share of mined pairs whose box at frame b overlaps the ground truth by IoU >= ``iou_min``, over
+    the pairs of ``labelled`` videos (name -> Sequence; labels score the miner, they never train it)."""
+    rows = table[table["video"].isin(list(labelled))]
+    if rows.empty:
+        return {"precision": None, "n": 0}
+    gt = np.stack([labelled[v].boxes[int(f)] for v, f in zip(rows["video"], rows["frame_b"])])
+    ok = iou(rows[["xb", "yb", "wb", "hb"]].to_numpy(np.float64), gt) >= iou_min
+    return {"precision": float(ok.mean()), "se": float(ok.std(ddof=1) / np.sqrt(len(ok))) if len(ok) > 1 else None,
+            "n": int(len(ok))}
+
+
+def rounds_claim(cfg, controls: dict[str, Path], device="auto", progress: bool = True, data_root=None,
+                 k: int = SUMMARY_K) -> dict[str, Any]:
+    """Measures and claim records of "progressive rounds help" (``powered`` functions, labels score only).
+
+    Per model (BD, each round, both controls, ``random_bn``): localisation accuracy on the run's held-out
+    clean pairs; mining error at ``k`` on the held-out videos for round R and ``no_remine``; per round the
+    precision of its mined pairs.  Records: R rounds vs ``no_remine``, and round 1 from BD vs ``from_random_bn``.
+    """
+    pairs, videos = eval_pairs(cfg), eval_videos(cfg)
+    rcfg = tc_run_config(cfg, "nr", "alexnet")
+    models = {"random_bn": random_bn(rcfg, training_video(cfg, data_root), "alexnet", device=device),
+              "BD (AHM)": artifacts.bd_checkpoint(cfg.profile, "ahm", "alexnet"),
+              **{f"round {r}": artifacts.tc_checkpoint(cfg.profile, r, "nr", "alexnet")
+                 for r in range(1, cfg.tc.rounds + 1)},
+              "no re-mining": controls["no_remine"], "round 1 from random_bn": controls["from_random_bn"]}
+    last = f"round {cfg.tc.rounds}"
+    measures, per = {}, {}
+    for name, m in models.items():
+        net = m if isinstance(m, torch.nn.Module) else load_net(require_complete(m, cfg.profile, name), device)
+        loc = localisation(net, pairs, cfg.nr.r_pos, device=device)
+        per[name] = {"hit": loc["hit"], "error": loc["error_px"]}
+        measures[name] = localisation_summary(loc)
+        if name in (last, "no re-mining"):      # mining on the held-out videos costs minutes: the claim's pair only
+            err = mining_error(net, cfg, videos, k=k, device=device)
+            per[name]["mining"] = err
+            measures[name].update({f"mining_error_k{k}": float(np.nanmean(err)),
+                                   "mining_videos": int(np.isfinite(err).sum())})
+    labelled = {s.name: s for s in supervised_sequences(cfg, data_root)}
+    out_dir = artifacts.tc_dir(cfg.profile, "nr", "alexnet")
+    precision = {f"round {r}": pair_precision(load_pairs(out_dir / f"pairs_round{r}{pairs_suffix()}"), labelled)
+                 for r in range(1, cfg.tc.rounds + 1)}
+    cdir = artifacts.rounds_controls_dir(cfg.profile)
+    precision["round 1 from random_bn"] = pair_precision(load_pairs(cdir / f"from_random_bn_pairs{pairs_suffix()}"),
+                                                         labelled)
+    seeds = [cfg.seed]
+    steps = cfg.tc.rounds * cfg.tc.steps_per_round
+    treat = f"AlexPUL ({cfg.tc.rounds} rounds, re-mined)"
+    ctrl = f"{steps} steps on round-1 pairs"
+    claims = [
+        claim_record("rounds", f"localisation accuracy ({len(pairs)} held-out pairs)", "fraction", treat, ctrl,
+                     paired_diff(per[last]["hit"], per["no re-mining"]["hit"]), seeds),
+        claim_record("rounds", f"mining error at k={k} ({len(videos)} held-out videos)", "px", treat, ctrl,
+                     paired_diff(per["no re-mining"]["mining"], per[last]["mining"]), seeds),
+        claim_record("rounds", f"localisation accuracy ({len(pairs)} held-out pairs)", "fraction",
+                     "TC round 1 from BD", "TC round 1 from random_bn",
+                     paired_diff(per["round 1"]["hit"], per["round 1 from random_bn"]["hit"]), seeds),
+        claim_record("rounds", f"localisation accuracy ({len(pairs)} held-out pairs)", "fraction", treat,
+                     "random_bn", paired_diff(per[last]["hit"], per["random_bn"]["hit"]), seeds),
+    ]
+    return {"claims": claims, "measures": measures, "pair_precision": precision, "k": int(k),
+            "heldout_videos": len(videos), "heldout_pairs": len(pairs)}
+
+
+def claim_table(claim: dict[str, Any]) -> pd.DataFrame:
+    """``rounds_claim``'s measures as one row per model (accuracy, error, mining error, pair precision)."""
+    rows = []
+    for name, m in claim["measures"].items():
+        p = claim["pair_precision"].get(name, {})
+        rows.append({"model": name, **m, "pair_precision": p.get("precision"), "pairs_scored": p.get("n")})
+    return pd.DataFrame(rows).set_index("model")
+
+
 def _records(df: pd.DataFrame) -> list[dict[str, Any]]:
     return [{k: (v.item() if isinstance(v, np.generic) else v) for k, v in row.items()}
             for row in pd.DataFrame(df).to_dict(orient="records")]
@@ -309,11 +426,14 @@ def describe_mining(report: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def write_results(cfg, rounds: pd.DataFrame, report: pd.DataFrame, gallery: dict[str, Any]) -> Path:
-    """Save ``02_temporal_correspondence.json`` (rounds, mining error, curve, gallery records, summary,
-    provenance) and the gallery crops in its ``.npz``; returns the JSON path."""
+def write_results(cfg, rounds: pd.DataFrame, report: pd.DataFrame, gallery: dict[str, Any],
+                  claim: dict[str, Any] | None = None) -> Path:
+    """Save ``02_temporal_correspondence.json`` (rounds, mining error, curve, gallery records, the rounds
+    claim's records and measures, summary, provenance) and the gallery crops in its ``.npz``."""
     record, images = split_gallery(gallery)
+    claim = claim or {}
     return save_results(cfg.profile, NOTEBOOK, {
+        "claims": list(claim.get("claims", [])), "rounds_claim": {k: v for k, v in claim.items() if k != "claims"},
         "rounds": _records(rounds), "mining_quality": _records(report),
         "quality_sequences": list(report.attrs.get("sequences", [])), "eval_k": [int(k) for k in cfg.mining.eval_k],
         "curve": tc_curve(cfg, "nr", "alexnet"), "gallery": record,
@@ -324,6 +444,6 @@ def write_results(cfg, rounds: pd.DataFrame, report: pd.DataFrame, gallery: dict
         "summary": tc_summary(rounds, report)}, cfg=cfg, arrays=images)
 
 
-__all__ = ["run_alexpul", "run_tc", "mining_report", "round_records", "gallery_examples", "tc_curve",
+__all__ = ["train_rounds_controls", "rounds_claim", "claim_table", "pair_precision", "run_alexpul", "run_tc", "mining_report", "round_records", "gallery_examples", "tc_curve",
            "write_results", "quality_sequences", "training_video", "error_by_round", "describe_mining",
            "tc_summary", "split_gallery"]

@@ -1,5 +1,6 @@
 """Figures of notebook 01 (supplementary A and C): Fig. 1 (an AHM mini-batch, anchor top-left),
-Fig. 2 (an RSS mini-batch), the BD training curves and AHM vs RSS batch hardness."""
+Fig. 2 (an RSS mini-batch), the BD training curves, AHM vs RSS batch hardness and the claim
+"AHM helps small batches" (``ahm_claim``: localisation accuracy per sampler and batch size)."""
 from __future__ import annotations
 
 from typing import Any, Mapping
@@ -7,6 +8,7 @@ from typing import Any, Mapping
 import numpy as np
 from matplotlib.figure import Figure
 
+from pulkit.core import artifacts
 from pulkit.core.results import load_arrays, load_results
 from pulkit.figures.style import NR, PALETTE, crop_mosaic, draw_box, new_figure
 
@@ -109,6 +111,85 @@ def plot_hardness(hardness: Mapping[str, Mapping[str, Any]], width: float = 5.0)
     ax.set_title(f"AHM vs RSS: {n['n_batches']} batches of B = {n['batch_size']} each, mean ± std", fontsize=9)
     ax.legend(fontsize=7)
     return fig
+
+
+# --------------------------------------------------------------------------- claim: AHM helps small batches
+Z95 = 1.96                   # half-width of a 95 % normal interval, in standard errors
+REFERENCE_COLOR = PALETTE[5]  # grey: the untrained random_bn reference
+
+
+def _claim_parts(data: Mapping[str, Any]) -> tuple[list[int], list[Mapping], list[Mapping], dict[int, Mapping]]:
+    try:
+        batches = [int(b) for b in data["batches"]]
+        runs, ref = list(data["runs"]), list(data["random_bn"])
+        claims = {int(r["batch_size"]): r for r in data["claims"] if r.get("role") == "claim"}
+    except (KeyError, TypeError):
+        raise ValueError("ahm_claim: expected ahm_small_batch_claim's output (or load_claim(profile)) with batches, "
+                         "runs, random_bn and claims") from None
+    if not batches or not runs or not ref:
+        raise ValueError("ahm_claim: no batch sizes, runs or random_bn scores given")
+    absent = [b for b in batches if b not in claims]
+    if absent:
+        raise ValueError(f"ahm_claim: no AHM vs RSS claim record for B = {absent}")
+    return batches, runs, ref, claims
+
+
+def ahm_claim(data: Mapping[str, Any], width: float = 9.0) -> Figure:
+    """The claim "AHM helps small batches": (a) localisation accuracy of every BD run per batch size
+    (a dot per seed with its 95 % interval over the pairs, a bar at the mean over seeds; AHM left, RSS
+    right), the untrained ``random_bn`` reference as a dashed line (mean over its seeds); (b) AHM - RSS
+    paired over the same pairs: a dot per seed, the combined difference with its 95 % interval and the verdict."""
+    batches, runs, ref, claims = _claim_parts(data)
+    fig, axes = new_figure(1, 2, width=width, height=width * 0.42)
+    ax, bx = axes[0]
+    for i, b in enumerate(batches):
+        for j, s in enumerate(SAMPLERS):
+            rs = [r for r in runs if int(r["batch_size"]) == b and r["sampler"] == s]
+            x = i * 3 + j
+            xs = x + np.linspace(-0.15, 0.15, len(rs)) if len(rs) > 1 else np.full(len(rs), float(x))
+            acc = np.array([float(r["accuracy"]) for r in rs])
+            ax.errorbar(xs, acc, yerr=Z95 * np.array([float(r["accuracy_se"]) for r in rs]), fmt="o", ms=4,
+                        capsize=2, color=SAMPLER_COLORS[s], label=s.upper() if i == 0 else None)
+            if len(acc):
+                ax.hlines(acc.mean(), x - 0.3, x + 0.3, color=SAMPLER_COLORS[s], lw=2)
+    level = float(np.mean([float(r["accuracy"]) for r in ref]))
+    ax.axhline(level, color=REFERENCE_COLOR, ls="--", lw=1.2,
+               label=f"random_bn (untrained, {len(ref)} seed{'s' if len(ref) > 1 else ''})")
+    ax.set_xticks([i * 3 + 0.5 for i in range(len(batches))], [f"B = {b}" for b in batches])
+    ax.set_ylabel("localisation accuracy")
+    ax.set_title(f"(a) BD backbones on {data.get('pairs', '?')} held-out pairs", fontsize=9)
+    ax.legend(fontsize=7)
+    for i, b in enumerate(batches):
+        r = claims[b]
+        per = [float(p["diff"]) for p in r.get("per_seed", [])]
+        bx.plot(i + np.linspace(-0.12, 0.12, len(per)) if len(per) > 1 else [i] * len(per), per, ".", ms=6,
+                color=SAMPLER_COLORS["ahm"], alpha=0.6, label="one seed" if i == 0 and per else None)
+        bx.errorbar([i + 0.3], [float(r["diff"])], yerr=[Z95 * float(r["se"])], fmt="s", ms=6, capsize=4,
+                    color="black", label="combined, 95 % CI" if i == 0 else None)
+        bx.annotate(r["verdict"], (i + 0.3, float(r["diff"]) + Z95 * float(r["se"])), textcoords="offset points",
+                    xytext=(0, 4), ha="center", fontsize=7)
+    bx.axhline(0.0, color="black", lw=0.8)
+    bx.set_xticks(range(len(batches)), [f"B = {b}\n({len(claims[b]['seeds'])} seed{'s' if len(claims[b]['seeds']) > 1 else ''})"
+                                        for b in batches])
+    bx.set_xlim(-0.6, len(batches) - 0.2)
+    bx.set_ylabel("AHM - RSS accuracy (same pairs)")
+    bx.set_title("(b) the claim: AHM - RSS > 0 at small B", fontsize=9)
+    bx.legend(fontsize=7)
+    return fig
+
+
+def load_claim(profile: str) -> dict[str, Any]:
+    """The ``ahm_claim`` data of ``01_background_discrimination.json`` with its ``claims`` records; results
+    written without the claim experiment raise ``MissingResultsError`` naming notebook 01."""
+    r = load_results(profile, NOTEBOOK)
+    if "ahm_claim" not in r or "claims" not in r:
+        raise artifacts.missing(artifacts.results_path(profile, NOTEBOOK), profile,
+                                "AHM vs RSS claim of notebook 01", state="absent from its results (an older run)")
+    return {**r["ahm_claim"], "claims": r["claims"]}
+
+
+def ahm_claim_from_results(profile: str) -> Figure:
+    return ahm_claim(load_claim(profile))
 
 
 # --------------------------------------------------------------------------- from results files

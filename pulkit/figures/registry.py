@@ -12,19 +12,27 @@ from matplotlib.figure import Figure
 
 from pulkit.core import paths
 from pulkit.core.results import MissingResultsError
-from pulkit.figures import background_discrimination, noise_robustness, qualitative, sectionB_taylor
-from pulkit.figures import temporal_correspondence, training
+from pulkit.figures import (
+    background_discrimination,
+    benchmarks,
+    noise_robustness,
+    qualitative,
+    sectionB_taylor,
+    temporal_correspondence,
+    training,
+)
 from pulkit.figures.style import save_figure, style_rc
 
 # name (the exported file stem) -> from_results(profile) -> Figure: each figure module's ``<name>`` draws
 # it from data and ``<name>_from_results`` from saved results alone.
 _MODULES = {
-    background_discrimination: ("fig1_ahm_batch", "fig2_rss_batch"),
-    temporal_correspondence: ("tc_training_curves", "tc_pairs_gallery", "tc_mining_error"),
+    background_discrimination: ("fig1_ahm_batch", "fig2_rss_batch", "ahm_claim"),
+    temporal_correspondence: ("tc_training_curves", "tc_pairs_gallery", "tc_mining_error", "rounds_claim"),
     training: ("training_curves",),
-    noise_robustness: ("fig3_noise_response_maps", "fig4_noise50", "fig6_auc_vs_noise"),
+    noise_robustness: ("fig3_noise_response_maps", "fig4_noise50", "fig6_accuracy_vs_noise", "noise_label_fit"),
     sectionB_taylor: ("sectionB_taylor",),
     qualitative: ("fig5_qualitative", "fig7_failures"),
+    benchmarks: ("claims_forest",),
 }
 FIGURES: dict[str, Callable[[str], Figure]] = {
     name: getattr(module, f"{name}_from_results") for module, names in _MODULES.items() for name in names}

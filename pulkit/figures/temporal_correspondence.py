@@ -138,6 +138,37 @@ def tc_mining_error_from_results(profile: str) -> Figure:
     return tc_mining_error(load_results(profile, NOTEBOOK)["mining_quality"])
 
 
+# --------------------------------------------------------------------------- the rounds claim
+def rounds_claim(claim: Mapping[str, Any]) -> Figure:
+    """Per model of the rounds claim (``rounds_claim``'s ``measures``): localisation accuracy on the
+    held-out pairs and mining error at k on the held-out videos, each +- 1.96 SE; controls hatched."""
+    measures = dict(claim.get("measures") or {})
+    if not measures:
+        raise ValueError("rounds claim: no measured models")
+    k = claim.get("k", 10)
+    names = list(measures)
+    fig, axes = new_figure(1, 2, width=9.0, height=0.9 + 0.32 * len(names))
+    y = np.arange(len(names))[::-1]
+    controls = {"no re-mining", "round 1 from random_bn", "random_bn"}
+    for ax, (key, se_key, label) in zip(axes[0], (("accuracy", "accuracy_se", "localisation accuracy"),
+                                                  (f"mining_error_k{k}", None, f"mining error at k={k} (px)"))):
+        vals = np.array([float(measures[n].get(key) if measures[n].get(key) is not None else np.nan)
+                         for n in names])
+        err = np.array([1.96 * float(measures[n].get(se_key) or 0.0) for n in names]) if se_key else None
+        colours = [PALETTE[5] if n in controls else NR for n in names]
+        ax.barh(y, vals, xerr=err, color=colours, alpha=0.8,
+                hatch=None, edgecolor=["black" if n in controls else "none" for n in names])
+        ax.set_yticks(y, names if ax is axes[0][0] else [""] * len(names))
+        ax.set_xlabel(label)
+    axes[0][0].set_title(f"{claim.get('heldout_pairs', '')} held-out pairs", fontsize=9)
+    axes[0][1].set_title(f"{claim.get('heldout_videos', '')} held-out videos", fontsize=9)
+    return fig
+
+
+def rounds_claim_from_results(profile: str) -> Figure:
+    return rounds_claim(load_results(profile, NOTEBOOK).get("rounds_claim") or {})
+
+
 # --------------------------------------------------------------------------- training curves
 def _metric(records: Sequence[Mapping[str, Any]], metric: str) -> tuple[np.ndarray, np.ndarray]:
     keys = METRICS[metric][1]
