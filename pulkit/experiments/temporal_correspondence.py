@@ -5,6 +5,7 @@ is the runner notebook 03 reuses for ResPUL and the TC-BCE ablation."""
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -281,6 +282,18 @@ def split_gallery(gallery: dict[str, Any]) -> tuple[dict[str, Any], dict[str, np
 
 # --------------------------------------------------------------------------- 02's results
 # --------------------------------------------------------------------------- the rounds claim (02)
+def _train_control(cfg, init: Path, pairs, seqs, ckpt: Path, device, progress: bool) -> Path:
+    """One control round; a checkpoint left by another config is retrained (with a warning), as
+    ``run_progressive`` does for the rounds themselves."""
+    try:
+        return train_tc_round(cfg, init, pairs, seqs, 1, ckpt, device=device, progress=progress)
+    except ValueError as e:
+        if "different config" not in str(e):
+            raise
+        warnings.warn(f"{ckpt}: trained under another config; retraining from scratch", stacklevel=2)
+        return train_tc_round(cfg, init, pairs, seqs, 1, ckpt, resume=False, device=device, progress=progress)
+
+
 def train_rounds_controls(cfg, device="auto", progress: bool = True, data_root=None) -> dict[str, Path]:
     """The two controls of the claim "progressive rounds help" (complete checkpoints reused):
 
@@ -298,8 +311,7 @@ def train_rounds_controls(cfg, device="auto", progress: bool = True, data_root=N
     rcfg = tc_run_config(cfg, "nr", "alexnet")
     steps = int(rcfg.tc.rounds * rcfg.tc.steps_per_round)
     once = rcfg.override({"tc": {"rounds": 1, "steps_per_round": steps}})
-    no_remine = train_tc_round(once, bd, pairs1, seqs, 1, out_dir / "no_remine.pt", device=device,
-                               progress=progress)
+    no_remine = _train_control(once, bd, pairs1, seqs, out_dir / "no_remine.pt", device, progress)
     init = out_dir / "random_bn_init.pt"
     net = random_bn(rcfg, training_video(cfg, data_root), "alexnet", device="cpu")
     saved = load_net(init, "cpu").state_dict() if init.is_file() else {}
@@ -307,8 +319,7 @@ def train_rounds_controls(cfg, device="auto", progress: bool = True, data_root=N
         save_checkpoint(init, net, rcfg, stage="random_bn")   # rewritten only when it changed: mining reuses pairs
     table, _ = mine_round(rcfg, init, seqs, 1, rcfg.mining.spans[0], out_dir / f"from_random_bn_pairs{pairs_suffix()}",
                           out_dir / "from_random_bn_pairs.json", True, device, progress)
-    from_rbn = train_tc_round(rcfg, init, table, seqs, 1, out_dir / "from_random_bn_round1.pt", device=device,
-                              progress=progress)
+    from_rbn = _train_control(rcfg, init, table, seqs, out_dir / "from_random_bn_round1.pt", device, progress)
     return {"no_remine": no_remine, "random_bn_init": init, "from_random_bn": from_rbn}
 
 

@@ -1,7 +1,8 @@
 """Supervised baselines: SiamFC (AlexNet) and SiamDW (CIResNet-22) on ground-truth pairs.
 
-The trackers PUL is compared with, and the runs of the noise experiment
-(``pulkit.experiments.noise_robustness``).  Run recipe and log fields: docs/modules.md.
+The trackers PUL is compared with (the paper profile's noise runs too; the short profiles' noise
+experiment trains on its fixed noisy set in ``pulkit.experiments.noise_robustness``).  Run recipe and
+log fields: docs/modules.md.
 """
 from __future__ import annotations
 
