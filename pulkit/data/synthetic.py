@@ -350,21 +350,49 @@ def _remove_dead_temps(base: Path, key: str) -> None:
 
 
 def ensure_synthetic(data_cfg) -> dict[str, Path]:
-    """The synthetic ``train`` and ``val`` split folders for ``data_cfg`` (a ``DataConfig``), generated once.
-
-    Lives in ``synthetic_dir()/<hash>/`` with a ``manifest.json`` of the parameters and every file's
-    size; reused when both match.  Generation writes into a temporary sibling folder and renames
-    it into place, so a killed run never leaves a split that looks complete.
-    """
+    """The synthetic ``train`` and ``val`` split folders for ``data_cfg`` (a ``DataConfig``), generated once."""
     params = synthetic_params(data_cfg)
     if params["train_seed"] == params["val_seed"]:
         raise ValueError("synthetic_train_seed and synthetic_val_seed must differ (train and val must be disjoint)")
+    return generate_once(params, {"train": (params["train_videos"], params["train_seed"]),
+                                  "val": (params["val_videos"], params["val_seed"])})
+
+
+def generate_once(params: dict, splits: dict[str, tuple[int, int]]) -> dict[str, Path]:
+    """Folders of ``splits`` (name -> (videos, seed)) rendered with ``params``' frames, size and distractors.
+
+    Lives in ``synthetic_dir()/<hash of params>/`` with a ``manifest.json`` of the parameters and every
+    file's size; reused when both match.  Generation writes into a temporary sibling folder and renames
+    it into place, so a killed run never leaves a split that looks complete.
+    """
     key = config_hash(params)
     base = paths.synthetic_dir()
     final = base / key
-    splits = {"train": final / "train", "val": final / "val"}
+    out = {name: final / name for name in splits}
     if _manifest_ok(final, params):
-        return splits
+        return out
+    base.mkdir(parents=True, exist_ok=True)
+    _remove_dead_temps(base, key)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{key}.tmp-{os.getpid()}-", dir=base))
+    try:
+        p = params
+        for name, (videos, seed) in splits.items():
+            generate_split(tmp / name, videos, p["frames"], p["width"], p["height"], seed, p["distractors"])
+        files = {str(f.relative_to(tmp)): f.stat().st_size for f in sorted(tmp.rglob("*")) if f.is_file()}
+        (tmp / "manifest.json").write_text(json.dumps({"params": params, "files": files}, indent=1, sort_keys=True))
+        if final.exists():  # an incomplete or outdated folder: move it aside, then replace it
+            stale = Path(tempfile.mkdtemp(prefix=f".{key}.stale-", dir=base))
+            os.replace(final, stale / "old")
+            shutil.rmtree(stale, ignore_errors=True)
+        try:
+            os.rename(tmp, final)
+        except OSError:
+            if not _manifest_ok(final, params):  # another process did not win the race either
+                raise
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return out
     base.mkdir(parents=True, exist_ok=True)
     _remove_dead_temps(base, key)
     tmp = Path(tempfile.mkdtemp(prefix=f".{key}.tmp-{os.getpid()}-", dir=base))

@@ -6,20 +6,13 @@ single-response localisation, per-sequence OTB AUC, per-video mining error, and 
 """
 from __future__ import annotations
 
-import json
 import math
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from pulkit.core import paths
-from pulkit.core.provenance import config_hash
 from pulkit.data.crops import (
     crop,
     crop_sizes,
@@ -29,12 +22,7 @@ from pulkit.data.crops import (
 )
 from pulkit.data.images import read_rgb
 from pulkit.data.sequences import DataError, Sequence, read_got10k
-from pulkit.data.synthetic import (
-    GENERATOR_VERSION,
-    _manifest_ok,
-    _remove_dead_temps,
-    generate_split,
-)
+from pulkit.data.synthetic import GENERATOR_VERSION, generate_once
 from pulkit.evaluation.otb import otb_metrics
 from pulkit.method.mining import mining_quality
 from pulkit.models.net import fuse_bn, resolve_device
@@ -73,37 +61,13 @@ def heldout_videos(cfg, split: str = "eval", n: int | None = None, frames: int |
     """Labelled synthetic videos of the held-out ``split`` ("eval": seed 5000, "tune": seed 4000).
 
     ``n`` videos (default 40) of ``frames`` frames (default ``cfg.data.synthetic_frames``), size and
-    distractors from ``cfg.data``; generated once by ``generate_split`` under
-    ``paths.synthetic_dir()/<hash of heldout_params>/<split>/`` (manifest checked, written to a
-    temporary folder and renamed into place, as ``ensure_synthetic`` does) and read with ``read_got10k``.
+    distractors from ``cfg.data``; generated once by ``synthetic.generate_once`` under
+    ``paths.synthetic_dir()/<hash of heldout_params>/<split>/`` and read with ``read_got10k``.
     Video ``i`` depends only on (seed, i, frames, size), so a smaller ``n`` gives a prefix of a larger one.
     """
     p = heldout_params(cfg, split, n, frames)
-    key = config_hash(p)
-    base = paths.synthetic_dir()
-    final = base / key
-    if not _manifest_ok(final, p):
-        base.mkdir(parents=True, exist_ok=True)
-        _remove_dead_temps(base, key)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{key}.tmp-{os.getpid()}-", dir=base))
-        try:
-            generate_split(tmp / split, p["videos"], p["frames"], p["width"], p["height"], p["seed"],
-                           p["distractors"])
-            files = {str(f.relative_to(tmp)): f.stat().st_size for f in sorted(tmp.rglob("*")) if f.is_file()}
-            (tmp / "manifest.json").write_text(json.dumps({"params": p, "files": files}, indent=1, sort_keys=True))
-            if final.exists():  # incomplete or outdated: move aside, then replace
-                stale = Path(tempfile.mkdtemp(prefix=f".{key}.stale-", dir=base))
-                os.replace(final, stale / "old")
-                shutil.rmtree(stale, ignore_errors=True)
-            try:
-                os.rename(tmp, final)
-            except OSError:
-                if not _manifest_ok(final, p):
-                    raise
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
-    seqs = read_got10k(final, subset=split)
+    folder = generate_once(p, {split: (p["videos"], p["seed"])})[split]
+    seqs = read_got10k(folder.parent, subset=split)
     for s in seqs:
         s.attributes.update(source="synthetic", heldout=split)
     return seqs

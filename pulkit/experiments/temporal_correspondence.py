@@ -344,8 +344,7 @@ def rounds_claim(cfg, controls: dict[str, Path], device="auto", progress: bool =
     precision of its mined pairs.  Records: R rounds vs ``no_remine``, and round 1 from BD vs ``from_random_bn``.
     """
     pairs, videos = eval_pairs(cfg), eval_videos(cfg)
-    rcfg = tc_run_config(cfg, "nr", "alexnet")
-    models = {"random_bn": random_bn(rcfg, training_video(cfg, data_root), "alexnet", device=device),
+    models = {"random_bn": controls["random_bn_init"],       # saved by train_rounds_controls: built once
               "BD (AHM)": artifacts.bd_checkpoint(cfg.profile, "ahm", "alexnet"),
               **{f"round {r}": artifacts.tc_checkpoint(cfg.profile, r, "nr", "alexnet")
                  for r in range(1, cfg.tc.rounds + 1)},
@@ -353,7 +352,7 @@ def rounds_claim(cfg, controls: dict[str, Path], device="auto", progress: bool =
     last = f"round {cfg.tc.rounds}"
     measures, per = {}, {}
     for name, m in models.items():
-        net = m if isinstance(m, torch.nn.Module) else load_net(require_complete(m, cfg.profile, name), device)
+        net = load_net(m if name == "random_bn" else require_complete(m, cfg.profile, name), device)
         loc = localisation(net, pairs, cfg.nr.r_pos, device=device)
         per[name] = {"hit": loc["hit"], "error": loc["error_px"]}
         measures[name] = localisation_summary(loc)
