@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import nbformat
 import pytest
@@ -29,14 +30,18 @@ def write_notebook(path, *bodies):
     nbformat.write(nb, path)
 
 
-def writer(number: str, reads: str | None = None) -> str:
-    """Cell source: record the parameters (and an earlier notebook's value) in results/<P>/NN_out.json."""
+def writer(number: str, reads: str | None = None, extra: str = "") -> str:
+    """Cell source: record the parameters (and an earlier notebook's value) in results/<run>/NN_out.json.
+    In-process runs have no kernel importing pulkit afresh, so the cell logs its read itself as the hook would."""
     lines = ["import json, os", "from pulkit.core import paths", "from pulkit.core.io import write_json",
              "root = paths.results_dir(PROFILE)", "got = None"]
     if reads:
-        lines.append(f"got = json.loads((root / '{reads}_out.json').read_text())['summary']['seed']")
+        lines.append(f"src = root / '{reads}_out.json'")
+        lines.append("if os.environ.get('PULKIT_TRACE_READS'): "
+                     "open(os.environ['PULKIT_TRACE_READS'], 'a').write(str(src) + '\\n')")
+        lines.append("got = json.loads(src.read_text())['summary']['seed']")
     lines.append(f"write_json(root / '{number}_out.json', "
-                 f"{{'summary': {{'seed': SEED, 'tag': TAG, 'read': got}}, 'profile': PROFILE, "
+                 f"{{'summary': {{'seed': SEED, 'tag': TAG, 'read': got}}, 'profile': PROFILE, 'extra': {extra!r}, "
                  f"'mplconfigdir': os.environ.get('MPLCONFIGDIR')}})")
     return "\n".join(lines)
 
@@ -58,6 +63,9 @@ def in_process(calls):
     """An executor running code cells in this process, with parameters applied after the tagged cell."""
     def execute(nb_path, executed, params, kernel, cwd):
         calls.append(nb_path.stem)
+        if os.environ.get("PULKIT_TRACE_READS"):       # what importing pulkit does in a traced kernel
+            Path(os.environ["PULKIT_TRACE_READS"]).parent.mkdir(parents=True, exist_ok=True)
+            Path(os.environ["PULKIT_TRACE_READS"]).touch()
         nb = nbformat.read(nb_path, as_version=4)
         ns: dict = {}
         for cell in nb.cells:
@@ -73,8 +81,8 @@ def run(nbdir, calls, profile="smoke", **kw):
     return rp.reproduce(profile, notebooks_dir=nbdir, execute=in_process(calls), log=lambda s: None, **kw)
 
 
-def results(tmp_path, number, profile="smoke"):
-    return json.loads((tmp_path / "results" / profile / f"{number}_out.json").read_text())
+def results(tmp_path, number, run="smoke"):
+    return json.loads((tmp_path / "results" / run / f"{number}_out.json").read_text())
 
 
 # --------------------------------------------------------------------------- real papermill
@@ -87,25 +95,33 @@ def test_papermill_order_parameters_and_failure(env, capsys, monkeypatch):
                  "-p", "SEED", "3", "-p", "TAG", "sweep-a"])
     out, err = capsys.readouterr()
     assert code == rp.EXIT_FAILED
+    # the run has its own folder, named from the parameters that differ from the notebooks' defaults
+    run_dir = "smoke@seed3,tag-sweep-a"
+    assert "run folder: smoke@seed3,tag-sweep-a" in out and not (tmp_path / "results" / "smoke").exists()
     # in order: each notebook read the previous one's results; -p values and PROFILE reached the kernels
-    assert results(tmp_path, "00")["summary"] == {"seed": 3, "tag": "sweep-a", "read": None}
-    assert results(tmp_path, "01")["summary"]["read"] == 3
-    assert results(tmp_path, "02")["profile"] == "smoke"
+    assert results(tmp_path, "00", run_dir)["summary"] == {"seed": 3, "tag": "sweep-a", "read": None}
+    assert results(tmp_path, "01", run_dir)["summary"]["read"] == 3
+    assert results(tmp_path, "02", run_dir)["profile"] == "smoke"
+    # the kernels' audit hook recorded what each notebook read: 01 read 00's results, 00 read nothing
+    with rp.use_run(run_dir):
+        state = rp.read_state("smoke")
+    assert state["01_second"]["reads"] == ["results/00_out.json"] and state["01_second"]["depends"] == ["00_first"]
+    assert state["00_first"]["reads"] == [] and state["00_first"]["depends"] == []
     # the kernels keep matplotlib's state in the project's .cache/, not in $HOME
-    assert results(tmp_path, "00")["mplconfigdir"] == str(paths.project_root() / ".cache" / "matplotlib")
+    assert results(tmp_path, "00", run_dir)["mplconfigdir"] == str(paths.project_root() / ".cache" / "matplotlib")
     assert "MPLCONFIGDIR" not in os.environ
     # the failure names the notebook, its cell, the error and where the traceback is; nothing after it ran
     assert "03_broken.ipynb at cell 4 of 5" in err and "ValueError: deliberate failure" in err
-    assert str(tmp_path / "runs" / "smoke" / "03_broken.ipynb") in err
-    assert not (tmp_path / "results" / "smoke" / "04_out.json").exists()
+    assert str(tmp_path / "runs" / run_dir / "03_broken.ipynb") in err
+    assert not (tmp_path / "results" / run_dir / "04_out.json").exists()
     assert "04_after" in out and "not run" in out and "seed=3" in out
-    executed = nbformat.read(tmp_path / "runs" / "smoke" / "00_first.ipynb", as_version=4)
+    executed = nbformat.read(tmp_path / "runs" / run_dir / "00_first.ipynb", as_version=4)
     assert any("injected-parameters" in c.metadata.get("tags", []) for c in executed.cells)
-    assert "03_broken" not in rp.read_state("smoke") and "02_third" in rp.read_state("smoke")
+    assert "03_broken" not in state and "02_third" in state
 
 
 # --------------------------------------------------------------------------- staleness (in-process)
-def test_skips_up_to_date_and_reruns_stale_one_and_all_after(env):
+def test_skips_up_to_date_and_reruns_stale_ones_and_what_reads_them(env):
     tmp_path, nbdir = env
     calls: list[str] = []
     assert [o.status for o in run(nbdir, calls)] == ["ran"] * 3
@@ -115,7 +131,14 @@ def test_skips_up_to_date_and_reruns_stale_one_and_all_after(env):
     assert [o.status for o in run(nbdir, calls)] == ["skipped"] * 3
     assert calls == []
 
+    # an edit that leaves 01's results as they were: 01 re-runs, 02 (which reads them) does not
     write_notebook(nbdir / "01_second.ipynb", writer("01", reads="00") + "\n# edited")
+    calls.clear()
+    out = run(nbdir, calls)
+    assert [o.status for o in out] == ["skipped", "ran", "skipped"] and calls == ["01_second"]
+
+    # an edit that changes 01's results: 02 reads them, so it re-runs too
+    write_notebook(nbdir / "01_second.ipynb", writer("01", reads="00", extra="new"))
     calls.clear()
     out = run(nbdir, calls)
     assert [o.status for o in out] == ["skipped", "ran", "ran"] and calls == ["01_second", "02_third"]
@@ -131,10 +154,17 @@ def test_outputs_show_notebooks_that_are_not_up_to_date(env):
     (tmp_path / "results" / "smoke" / "01_out.json").unlink()      # a results file lost
     calls.clear()
     run(nbdir, calls)
-    assert calls == ["01_second", "02_third"]
+    assert calls == ["01_second"]          # re-made with the same bytes: 02, which reads it, stays up to date
     calls.clear()
-    run(nbdir, calls, parameters={"SEED": 5})                       # new parameters: everything
-    assert calls == ["00_first", "01_second", "02_third"] and results(tmp_path, "02")["summary"]["seed"] == 5
+    run(nbdir, calls, parameters={"SEED": 5})                       # new parameters: a new run folder
+    assert calls == ["00_first", "01_second", "02_third"]
+    assert results(tmp_path, "02", "smoke@seed5")["summary"]["seed"] == 5
+    assert results(tmp_path, "02")["summary"]["seed"] == 0          # the default run is untouched ...
+    calls.clear()
+    run(nbdir, calls)
+    assert calls == []                                              # ... and still up to date
+    run(nbdir, calls, parameters={"SEED": 0, "INTERACTIVE": True})  # defaults and display-only parameters
+    assert calls == [] and not (tmp_path / "results" / "smoke@interactiveTrue").exists()
 
 
 def test_checkpoints_a_notebook_writes_are_its_outputs(env):
@@ -149,7 +179,12 @@ def test_checkpoints_a_notebook_writes_are_its_outputs(env):
     (tmp_path / "checkpoints" / "smoke" / "net.pt").write_bytes(b"other weights")
     calls.clear()
     run(nbdir, calls)
-    assert calls == ["00_first", "01_second", "02_third"]
+    assert calls == ["00_first"]            # re-running 00 restored the bytes 01 read: 01 stays up to date
+    (tmp_path / "checkpoints" / "smoke" / "net.pt").write_bytes(b"other weights")
+    write_notebook(nbdir / "00_first.ipynb", writer("00"), ckpt.replace("b'weights'", "b'new weights'"))
+    calls.clear()
+    run(nbdir, calls)
+    assert calls == ["00_first", "01_second"]   # 01 read 00's outputs, which changed; 02 reads only 01's
 
 
 def test_package_change_makes_every_notebook_stale(env, monkeypatch):
@@ -202,11 +237,38 @@ def test_killed_notebook_is_never_recorded_as_done(env):
 
     with pytest.raises(KeyboardInterrupt):
         rp.reproduce("smoke", notebooks_dir=nbdir, execute=killed, log=lambda s: None)
-    assert set(rp.read_state("smoke")) == {"00_first"}
+    assert "01_second" not in rp.read_state("smoke")
     assert not (tmp_path / "runs" / "smoke" / ".lock").exists()
     calls.clear()
     run(nbdir, calls)
-    assert calls == ["01_second", "02_third"]
+    assert calls == ["01_second"]           # 02's input, 01's results, came out the same
+
+
+def test_staleness_follows_what_a_notebook_reads(env):
+    tmp_path, nbdir = env
+    write_notebook(nbdir / "02_third.ipynb", writer("02"))          # reads nothing earlier
+    calls: list[str] = []
+    logged: list[str] = []
+    rp.reproduce("smoke", notebooks_dir=nbdir, execute=in_process(calls), log=logged.append)
+    assert rp.read_state("smoke")["02_third"]["depends"] == []
+    write_notebook(nbdir / "00_first.ipynb", writer("00", extra="changed"))
+    calls.clear()
+    logged.clear()
+    rp.reproduce("smoke", notebooks_dir=nbdir, execute=in_process(calls), only=["02"], log=logged.append)
+    assert calls == [] and not any("warning" in m for m in logged)  # 02 is up to date, reads nothing of 00
+    rp.reproduce("smoke", notebooks_dir=nbdir, execute=in_process(calls), only=["01"], log=logged.append)
+    assert calls == [] and any("00_first is not run and not up to date" in m for m in logged)   # 01 reads 00's
+    assert rp.dependencies(nbdir / "02_third.ipynb", rp.discover(nbdir), rp.read_state("smoke")) == []
+
+
+def test_run_folder_names():
+    from pathlib import Path as P
+    nb = P(__file__).resolve().parents[1] / "notebooks" / "05_sectionB_taylor.ipynb"
+    assert rp.run_folder("cpu", {}, [nb]) == "cpu" == rp.run_folder("cpu", {"SEED": 0, "INTERACTIVE": True}, [nb])
+    assert rp.run_folder("cpu", {"SEED": 1}, [nb]) == "cpu@seed1"
+    assert rp.run_folder("cpu", {"SEED": 2, "DEVICE": "cuda"}, [nb]) == "cpu@device-cuda,seed2"
+    hashed = rp.run_folder("smoke", {"NOISE_LEVELS": [1.0]}, [nb])
+    assert hashed.startswith("smoke@noise_levels-") and hashed == rp.run_folder("smoke", {"NOISE_LEVELS": (1.0,)}, [nb])
 
 
 def test_notebook_writing_no_results_fails(env):

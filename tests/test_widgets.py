@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 
 from pulkit.figures import widgets
 from pulkit.figures.style import NR, TRUE_GT
@@ -67,10 +68,44 @@ def test_sequence_scrubber_shows_the_chosen_frame_boxes_and_response():
     assert rects["ground truth"].get_edgecolor()[:3] == pytest.approx(_rgb(TRUE_GT))
     assert rects["AlexPUL"].get_xy() == (boxes[3, 0] - 0.5, boxes[3, 1] - 0.5)
     np.testing.assert_allclose(ax_resp.get_images()[0].get_array(), 1 / (1 + np.exp(-3.0)))
-    assert "#3" in ax_frame.get_title() and "IoU" in ax_frame.get_title()
+    assert ax_frame.get_title() == "toy #3"
+    assert legend(box.figure) == ["ground truth", f"AlexPUL: IoU {widgets._iou(boxes[3], gt[3]):.2f}"]
 
     box.controls["frame"].value = 2
     assert {p.get_label() for p in box.figure.axes[0].patches} == {"ground truth"}
+    assert legend(box.figure) == ["ground truth", "AlexPUL: no box"]       # every tracker listed on every frame
+
+
+def legend(fig):
+    """The texts of the figure's legend (the scrubber's sits outside the panels)."""
+    assert len(fig.legends) == 1 and not any(ax.get_legend() for ax in fig.axes), "the legend covers a panel"
+    return [t.get_text() for t in fig.legends[0].get_texts()]
+
+
+def test_explorer_titles_and_legends_stay_clear_of_the_data():
+    """No title wider than its panel, and no legend over a panel: the 06 scrubber once clipped both."""
+    frames, gt = video(n=3, h=48, w=64)
+    runs = {name: gt + [k, 0, 0, 0] for k, name in enumerate(["AlexPUL", "ResPUL", "SiamFC (supervised)",
+                                                               "SiamDW (supervised)"])}
+    responses = [None, np.zeros((17, 17)), np.ones((17, 17))]
+    named = {"frames": frames, "boxes": gt, "name": "otb/Crossing"}
+    for box in (widgets.sequence_scrubber(named, runs, responses), widgets.noise_slider(size=17),
+                widgets.batch_browser({"ahm": crops(64, 0), "rss": crops(64, 100)})):
+        box.controls[next(iter(box.controls))].value = box.controls[next(iter(box.controls))].max
+        fig = box.figure
+        canvas = FigureCanvasAgg(fig)
+        canvas.draw()                                                 # lays the figure out as the PNG shows it
+        renderer = canvas.get_renderer()
+        page = fig.bbox
+        for ax in fig.axes:
+            title = ax.title.get_window_extent(renderer)
+            assert page.x0 <= title.x0 and title.x1 <= page.x1 + 0.5, f"title {ax.get_title()!r} is clipped"
+            assert ax.get_legend() is None, f"a legend over the panel {ax.get_title()!r}"
+        panels = [ax.get_window_extent(renderer) for ax in fig.axes]
+        for lg in fig.legends:
+            where = lg.get_window_extent(renderer)
+            assert page.x0 <= where.x0 and where.x1 <= page.x1 + 0.5 and where.y1 <= page.y1 + 0.5
+            assert not any(where.overlaps(p) for p in panels), "a legend covers a panel"
 
 
 def test_sequence_scrubber_plain_frames_and_a_tracker():

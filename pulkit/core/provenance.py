@@ -99,11 +99,13 @@ def package_versions() -> dict[str, str]:
 
 
 def provenance(profile: str, seed: int, cfg: Any = None) -> dict[str, Any]:
-    """The record every result carries: commit, dirty flag, profile, seed, config and its hash, versions."""
+    """The record every result carries: commit, dirty flag, profile, run folder, seed, config and its hash,
+    versions."""
     return {
         "commit": git_commit(),
         "dirty": git_dirty(),
         "profile": profile,
+        "run": paths.run_name(profile),
         "seed": int(seed),
         "config_hash": config_hash(cfg) if cfg is not None else None,
         "config": config_dict(cfg) if cfg is not None else None,

@@ -107,7 +107,7 @@ def save_figure(fig: Figure, name: str, profile: str, seed: int | None,
     """
     if not name or "/" in name or name.startswith("."):
         raise ValueError(f"figure name {name!r}: expected a plain file stem like 'fig6_noise_auc'")
-    out = Path(out_dir) if out_dir is not None else paths.figures_dir() / profile
+    out = Path(out_dir) if out_dir is not None else paths.run_figures_dir(profile)
     meta = figure_metadata(name, profile, seed)
     rendered = {}
     with matplotlib.rc_context({"pdf.fonttype": 42, "svg.hashsalt": "pulkit", "pdf.compression": 6}):

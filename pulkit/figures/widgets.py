@@ -117,7 +117,7 @@ def noise_slider(size: int = 17, radius: float = 2.0, norm: str = "l1", sigma: f
         ax.set_ylim(-0.05, 1.05)
         ax.set_xlabel("dx (cells), row of x0")
         ax.set_title("m̄ along the row of x0", fontsize=8)
-        ax.legend(fontsize=6)
+        fig.legend(handles=ax.lines, loc="outside right upper", fontsize=7, frameon=False)  # beside, not on, the curves
         return fig
 
     return _explorer(controls, draw)
@@ -226,23 +226,35 @@ def sequence_scrubber(sequence, tracker_or_boxes, responses=None):
                                            continuous_update=False)}
 
     def draw():
+        from matplotlib.lines import Line2D
+
         i = controls["frame"].value
         img = _check_frame(image(i), i)
         ncols = 1 if responses is None else 2
-        fig, axes = figures.new_figure(1, ncols, width=4.5 * ncols, height=4.0)
+        legend_rows = -(-(len(runs) + (gt is not None)) // (2 * ncols))
+        fig, axes = figures.new_figure(1, ncols, width=4.5 * ncols, height=3.6 + 0.2 * legend_rows)
         ax = axes[0, 0]
         ax.imshow(img)
         ax.set_axis_off()
-        title = f"{name} #{i}"
-        if gt is not None and np.all(np.isfinite(gt[i])):
-            figures.draw_box(ax, gt[i], figures.TRUE_GT, label="ground truth")
+        ax.set_title(f"{name} #{i}", fontsize=8)
+        # The legend sits above the panels (as in Fig. 5), one entry per tracker on every frame, so the
+        # frame neither hides under it nor moves while scrubbing; each tracker's IoU is in its entry.
+        handles = []
+        has_gt = gt is not None and np.all(np.isfinite(gt[i]))
+        if gt is not None:
+            if has_gt:
+                figures.draw_box(ax, gt[i], figures.TRUE_GT, label="ground truth")
+            label = "ground truth" if has_gt else "ground truth: absent"
+            handles.append(Line2D([], [], color=figures.TRUE_GT, label=label))
         for k, b in runs.items():
             if np.all(np.isfinite(b[i])):
                 figures.draw_box(ax, b[i], colors[k], label=k)
-                if gt is not None and np.all(np.isfinite(gt[i])):
-                    title += f"  {k} IoU {_iou(b[i], gt[i]):.2f}"
-        ax.set_title(title, fontsize=8)
-        ax.legend(handles=ax.patches, fontsize=6, loc="upper right")
+                label = f"{k}: IoU {_iou(b[i], gt[i]):.2f}" if has_gt else k
+            else:
+                label = f"{k}: no box"
+            handles.append(Line2D([], [], color=colors[k], label=label))
+        fig.legend(handles=handles, loc="outside upper center", ncols=min(len(handles), 2 * ncols), fontsize=7,
+                   frameon=False)
         if responses is not None:
             ax = axes[0, 1]
             r = responses[i]

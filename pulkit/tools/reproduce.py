@@ -1,7 +1,7 @@
 """The notebook runner behind ``make reproduce``: every notebook in order through papermill.
 
-Runs the pipeline end to end and skips the notebooks that are up to date.
-Staleness rules and the kernel: docs/modules.md.
+Runs the pipeline end to end into the run's folder (``run_folder``: the profile and the result-changing
+parameters) and skips the notebooks that are up to date.  Staleness rules and the kernel: docs/modules.md.
 """
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import ast
 import hashlib
 import json
 import os
+import re
 import sys
 import time
 from contextlib import contextmanager
@@ -16,13 +17,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
-from pulkit.core import paths
+from pulkit.core import artifacts, paths, reads
 from pulkit.core.artifacts import NOTEBOOKS
 from pulkit.core.io import atomic_write_bytes, to_json
 from pulkit.core.provenance import package_versions
+from pulkit.tools import lab
 
-KERNEL_NAME = "pulkit"
-STATE_FORMAT = "pulkit-reproduce-state-v1"
+KERNEL_NAME = lab.KERNEL_NAME
+STATE_FORMAT = "pulkit-reproduce-state-v2"
+# Parameters that change what a notebook shows, not what it computes: they neither name a run nor make it stale.
+DISPLAY_ONLY = frozenset({"INTERACTIVE"})
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_MISSING = 0, 1, 2, 3
 
 # execute(notebook, executed_copy, parameters, kernel_name, cwd): raises when a cell fails.
@@ -52,6 +56,51 @@ def parse_value(text: str) -> Any:
         return ast.literal_eval(text)
     except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
         return text
+
+
+def notebook_parameters(path: Path) -> dict[str, Any]:
+    """``{NAME: literal}`` of the notebook's ``parameters`` cell (the defaults a run starts from)."""
+    try:
+        cells = json.loads(Path(path).read_text())["cells"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ReproduceError(f"{path}: not a readable notebook ({type(e).__name__}: {e})") from None
+    out: dict[str, Any] = {}
+    for cell in cells:
+        if "parameters" not in cell.get("metadata", {}).get("tags", []):
+            continue
+        try:
+            tree = ast.parse(_text(cell.get("source", "")))
+        except SyntaxError as e:
+            raise ReproduceError(f"{path}: its parameters cell does not parse ({e.msg}, line {e.lineno})") from None
+        for node in tree.body:
+            if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+                try:
+                    out[node.targets[0].id] = ast.literal_eval(node.value)
+                except ValueError:
+                    raise ReproduceError(f"{path}: parameter {node.targets[0].id} is not a literal") from None
+    return out
+
+
+def run_folder(profile: str, parameters: dict[str, Any] | None, notebooks: Sequence[Path] = ()) -> str:
+    """The run's folder name: ``profile``, then ``@`` and every parameter that differs from the notebooks'
+    defaults (display-only ones aside), sorted: ``cpu``, ``cpu@seed1``, ``cpu@device-cuda,seed2``.
+    Values that are not short plain words (lists, paths) appear as a hash of their JSON."""
+    defaults = [notebook_parameters(nb) for nb in notebooks]
+    parts = []
+    for name, value in sorted((parameters or {}).items()):
+        if name == "PROFILE" or name in DISPLAY_ONLY:
+            continue
+        declared = [d[name] for d in defaults if name in d]
+        if declared and all(_canonical(v) == _canonical(value) for v in declared):
+            continue
+        text = "" if isinstance(value, (dict, list, tuple)) else str(value)
+        if isinstance(value, (bool, int, float)) and re.fullmatch(r"[A-Za-z0-9.+-]{1,24}", text):
+            parts.append(f"{name.lower()}{text}")
+        elif isinstance(value, str) and re.fullmatch(r"[A-Za-z0-9._+-]{1,24}", text):
+            parts.append(f"{name.lower()}-{text}")
+        else:
+            parts.append(f"{name.lower()}-{_sha(to_json(value).encode())[:8]}")
+    return f"{profile}@{','.join(parts)}" if parts else profile
 
 
 # --------------------------------------------------------------------------- discovery
@@ -111,6 +160,16 @@ class Outputs:
     def path(self, rel: str) -> Path:
         root, _, rest = rel.partition("/")
         return self.roots[root] / rest
+
+    def name(self, path: str | Path) -> str | None:
+        """``results/...`` / ``checkpoints/...`` for a file below one of the roots, else None."""
+        real = Path(os.path.realpath(path))
+        for label, root in self.roots.items():
+            try:
+                return f"{label}/{real.relative_to(Path(os.path.realpath(root))).as_posix()}"
+            except ValueError:
+                continue
+        return None
 
     def snapshot(self) -> dict[str, tuple[int, int, int]]:
         """``{name: (size, mtime_ns, inode)}`` of every file now present (atomic writes change the inode)."""
@@ -192,7 +251,12 @@ def is_up_to_date(record: dict[str, Any] | None, key: dict[str, Any], outputs: O
     if not record:
         return False, "never recorded as done"
     if record.get("key") != key:
-        changed = sorted(k for k in key if record.get("key", {}).get(k) != key[k])
+        old = record.get("key", {})
+        changed = sorted(k for k in key if old.get(k) != key[k])
+        if changed == ["inputs"]:
+            files = sorted(f for f in set(key["inputs"]) | set(old.get("inputs") or {})
+                           if key["inputs"].get(f) != (old.get("inputs") or {}).get(f))
+            return False, f"an input changed: {', '.join(files[:3])}"
         return False, f"changed: {', '.join(changed)}"
     recorded = record.get("outputs") or {}
     if not recorded:
@@ -205,41 +269,22 @@ def is_up_to_date(record: dict[str, Any] | None, key: dict[str, Any], outputs: O
 
 # --------------------------------------------------------------------------- execution
 def ensure_kernel(name: str = KERNEL_NAME) -> str:
-    """A kernelspec named ``name`` that runs ``sys.executable``; written under ``sys.prefix`` if absent.
-
-    Raises ``ReproduceError`` when a kernelspec of that name elsewhere (e.g. in the user's Jupyter
-    folder) shadows it with another interpreter.
-    """
-    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
-
-    def spec():
-        try:
-            return KernelSpecManager().get_kernel_spec(name)
-        except NoSuchKernel:
-            return None
-
-    s = spec()
-    if s is not None and _runs_this_python(s.argv):
-        return name
-    kernel_json = {"argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-                   "display_name": "pulkit (this Python)", "language": "python",
-                   "metadata": {"debugger": True}}
-    target = Path(sys.prefix) / "share" / "jupyter" / "kernels" / name / "kernel.json"
-    atomic_write_bytes(target, (json.dumps(kernel_json, indent=1) + "\n").encode())
-    s = spec()
-    if s is None or not _runs_this_python(s.argv):
-        where = s.resource_dir if s is not None else "?"
-        raise ReproduceError(f"kernelspec {name!r} at {where} runs {s.argv[0] if s else '?'}, not {sys.executable}; "
-                             f"remove it or pass --kernel NAME")
-    return name
+    """The kernelspec ``name``, running ``sys.executable`` (``pulkit.tools.lab.install_kernelspec`` writes it under
+    ``sys.prefix`` when absent; one of that name elsewhere that runs another interpreter is an error)."""
+    try:
+        return lab.install_kernelspec(name)
+    except lab.LabError as e:
+        raise ReproduceError(f"{e}; or pass --kernel NAME") from None
 
 
 def execute_papermill(notebook: Path, executed: Path, parameters: dict, kernel_name: str, cwd: Path) -> None:
     """Run one notebook with papermill; a failing cell raises ``PapermillExecutionError``."""
     import papermill
+    from traitlets.config import Config
 
+    encryption = Config({"KernelManager": {"transport_encryption": "auto" if lab.has_curve() else "disabled"}})
     papermill.execute_notebook(str(notebook), str(executed), parameters=parameters, kernel_name=kernel_name,
-                               cwd=str(cwd), progress_bar=sys.stderr.isatty(), log_output=False)
+                               cwd=str(cwd), progress_bar=sys.stderr.isatty(), log_output=False, config=encryption)
 
 
 def reproduce(profile: str, *, force: bool = False, only: Sequence[str] | None = None, start: str | None = None,
@@ -248,12 +293,14 @@ def reproduce(profile: str, *, force: bool = False, only: Sequence[str] | None =
               execute: Executor | None = None, log: Callable[[str], None] = print) -> list[Outcome]:
     """Execute the notebooks of ``notebooks_dir`` (default ``notebooks/``) in order for ``profile``.
 
-    ``only`` / ``start`` select notebooks (``--only`` / ``--from``; ``start`` also forces that
-    notebook and all after it to re-run); ``force`` re-runs every selected notebook.
-    ``parameters`` are injected besides ``PROFILE``.  ``expected`` lists the notebook names that
-    should exist (default: ``pulkit.core.artifacts.NOTEBOOKS`` for the project's folder, none elsewhere);
-    absent ones come back with status ``missing``.  Returns one ``Outcome`` per selected or missing
-    notebook, in order; after a failure the rest are ``not run``.
+    Everything goes to the run's folder, ``run_folder(profile, parameters)``.  A notebook re-runs when it
+    is stale: never done, or its cells, the package, the versions, the parameters or the outputs of a
+    notebook it read (recorded by tracing its reads) changed.  ``only`` / ``start`` select notebooks
+    (``--only`` / ``--from``; ``start`` also forces that notebook and all after it to re-run); ``force``
+    re-runs every selected notebook.  ``parameters`` are injected besides ``PROFILE``.  ``expected`` lists
+    the notebook names that should exist (default: ``pulkit.core.artifacts.NOTEBOOKS`` for the project's
+    folder, none elsewhere); absent ones come back with status ``missing``.  Returns one ``Outcome`` per
+    selected or missing notebook, in order; after a failure the rest are ``not run``.
     """
     nb_dir = Path(notebooks_dir) if notebooks_dir is not None else paths.notebooks_dir()
     if not nb_dir.is_dir():
@@ -272,38 +319,51 @@ def reproduce(profile: str, *, force: bool = False, only: Sequence[str] | None =
     params = {"PROFILE": profile, **(parameters or {})}
     execute = execute or execute_papermill
     kernel = kernel or (ensure_kernel() if execute is execute_papermill else KERNEL_NAME)
-    runs = paths.runs_dir(profile)
-    runs.mkdir(parents=True, exist_ok=True)
     package = package_hash()
     forced_from = _number(start) if start is not None else None
-    outputs = Outputs(profile)
+    run = run_folder(profile, params, notebooks)
 
     outcomes: dict[str, Outcome] = {}
-    with _lock(profile), _child_env():
+    with use_run(run), _lock(profile), lab.child_env():
+        runs = paths.runs_dir(profile)
+        runs.mkdir(parents=True, exist_ok=True)
+        if run != profile:
+            log(f"run folder: {run} (results in {paths.results_dir(profile)})")
+        outputs = Outputs(profile)
         records = read_state(profile)
-        cascade = failed = False
-        for pos, nb in enumerate(notebooks):
+        with use_run(profile):                  # what the default run's notebooks read: a hint for a new run
+            hint = read_state(profile) if run != profile else {}
+        failed = False
+        for nb in notebooks:
             name, number = nb.stem, nb.name[:2]
-            key = run_key(nb, profile, params, _inputs(notebooks[:pos], records, outputs), package)
-            ok, why = is_up_to_date(records.get(name), key, outputs)
+            ok, why = is_up_to_date(records.get(name), current_key(nb, notebooks, profile, params, records,
+                                                                   outputs, package), outputs)
             if nb not in chosen:
-                if not ok and any(c.name[:2] > number for c in chosen):
-                    log(f"warning: {name} is not run and not up to date ({why}); later notebooks read its outputs")
+                readers = [c for c in chosen if c.name[:2] > number
+                           and name in dependencies(c, notebooks, records if c.stem in records else hint)]
+                if not ok and readers:
+                    known = any((records.get(c.stem) or hint.get(c.stem) or {}).get("depends") is not None
+                                for c in readers)
+                    log(f"warning: {name} is not run and not up to date ({why}); "
+                        + ("a later notebook reads its outputs" if known else
+                           "later notebooks may read its outputs (they have not run here yet)"))
                 continue
             if failed:
                 outcomes[name] = Outcome(name, "not run")
                 continue
-            if ok and not (force or cascade or (forced_from is not None and number >= forced_from)):
+            if ok and not (force or (forced_from is not None and number >= forced_from)):
                 outcomes[name] = Outcome(name, "skipped", None, _summary(profile, number), "up to date",
                                          runs / nb.name)
                 continue
-            cascade = True
             log(f"[{name}] running ({'forced' if ok else why}) ...")
-            # Drop its record (and every later one) before it starts: a killed run is never 'done'.
-            records = {k: v for k, v in records.items() if k[:2] < number}
+            # Drop its record before it starts: a killed run is never 'done'.
+            records.pop(name, None)
             write_state(profile, records)
             before = outputs.snapshot()
-            outcome = _run_one(nb, runs / nb.name, params, kernel, execute)
+            trace = runs / ".reads" / f"{number}.txt"
+            trace.unlink(missing_ok=True)
+            with _tracing(trace, outputs):
+                outcome = _run_one(nb, runs / nb.name, params, kernel, execute)
             if outcome.status == "ran":
                 after = outputs.snapshot()
                 written = {f for f, st in after.items() if before.get(f) != st}
@@ -322,8 +382,14 @@ def reproduce(profile: str, *, force: bool = False, only: Sequence[str] | None =
             if overwritten:
                 log(f"warning: {name} rewrote outputs of earlier notebooks ({', '.join(overwritten[:3])}); "
                     f"they will count as stale next time")
-            records[name] = {"key": key, "outputs": outputs.digests(written | set(own)),
-                             "seconds": round(outcome.seconds, 1), "executed": nb.name}
+            mine = written | set(own)
+            read = reads.read_log(trace)
+            record = {"outputs": outputs.digests(mine), "seconds": round(outcome.seconds, 1), "executed": nb.name,
+                      "reads": None if read is None else sorted({r for r in map(outputs.name, read)
+                                                                 if r is not None and r not in mine})}
+            record["depends"] = _depends_on(name, record["reads"], notebooks, records, profile)
+            records[name] = {**record, "key": current_key(nb, notebooks, profile, params,
+                                                          {**records, name: record}, outputs, package)}
             write_state(profile, records)
             log(f"[{name}] done in {outcome.seconds:.1f} s")
 
@@ -332,8 +398,74 @@ def reproduce(profile: str, *, force: bool = False, only: Sequence[str] | None =
     return [outcomes[k] for k in sorted(outcomes)]
 
 
+def dependencies(nb: Path, notebooks: Sequence[Path], records: dict[str, Any]) -> list[str]:
+    """The notebooks whose outputs ``nb`` read when it last ran; every earlier notebook when that is unknown
+    (never run, or run untraced)."""
+    depends = (records.get(nb.stem) or {}).get("depends")
+    if depends is None:
+        return [p.stem for p in notebooks if p.name[:2] < nb.name[:2]]
+    return list(depends)
+
+
+def current_key(nb: Path, notebooks: Sequence[Path], profile: str, params: dict[str, Any],
+                records: dict[str, Any], outputs: "Outputs", package: str) -> dict[str, Any]:
+    """``run_key`` with the current outputs of the notebooks ``nb`` depends on as its inputs."""
+    deps = set(dependencies(nb, notebooks, records))
+    effective = {**notebook_parameters(nb), **params}       # -p SEED 0 is the same run as no -p at all
+    return run_key(nb, profile, {k: v for k, v in effective.items() if k not in DISPLAY_ONLY},
+                   _inputs([p for p in notebooks if p.stem in deps], records, outputs), package)
+
+
+def _depends_on(name: str, read: list[str] | None, notebooks: Sequence[Path], records: dict[str, Any],
+                profile: str) -> list[str] | None:
+    """The notebooks that wrote the files in ``read`` (by the state's records, else by ``artifacts.producer``)."""
+    if read is None:
+        return None
+    known = {p.stem for p in notebooks}
+    deps = set()
+    for rel in read:
+        nb = next((k for k, r in records.items() if rel in r.get("outputs", {})), None)
+        if nb is None:
+            root, _, rest = rel.partition("/")
+            base = paths.results_dir(profile) if root == "results" else paths.checkpoints_dir(profile)
+            nb = artifacts.producer(base / rest, profile)
+        if nb is not None and nb != name and nb in known:
+            deps.add(nb)
+    return sorted(deps)
+
+
+@contextmanager
+def use_run(run: str) -> Iterator[None]:
+    """Point ``pulkit.core.paths`` (here and in the kernels started meanwhile) at run folder ``run``."""
+    old = os.environ.get(paths.RUN_ENV)
+    os.environ[paths.RUN_ENV] = run
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(paths.RUN_ENV, None)
+        else:
+            os.environ[paths.RUN_ENV] = old
+
+
+@contextmanager
+def _tracing(log: Path, outputs: "Outputs") -> Iterator[None]:
+    """Ask the kernels started meanwhile to record the results and checkpoints they read into ``log``."""
+    env = {reads.LOG_ENV: str(log), reads.ROOTS_ENV: os.pathsep.join(str(r) for r in outputs.roots.values())}
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
 def _inputs(earlier: Sequence[Path], records: dict[str, Any], outputs: Outputs) -> dict[str, str | None]:
-    """Current hashes of every output of the earlier notebooks (recorded ones and their ``NN_*`` results)."""
+    """Current hashes of every output of the given notebooks (recorded ones and their ``NN_*`` results)."""
     names: set[str] = set()
     for nb in earlier:
         names |= set((records.get(nb.stem) or {}).get("outputs", {})) | set(outputs.results_of(nb.name[:2]))
@@ -431,6 +563,10 @@ def _summary(profile: str, number: str) -> dict[str, Any]:
     return out
 
 
+def _canonical(value: Any) -> Any:
+    return json.loads(to_json(value))
+
+
 def _fmt(v: Any) -> str:
     return f"{v:.4g}" if isinstance(v, float) else str(v)
 
@@ -443,32 +579,9 @@ def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _runs_this_python(argv: Sequence[str]) -> bool:
-    exe = argv[0] if argv else ""
-    short = {"python", f"python{sys.version_info[0]}", "python%d.%d" % sys.version_info[:2]}
-    return exe in short or os.path.abspath(exe) == os.path.abspath(sys.executable)
-
-
-@contextmanager
-def _child_env() -> Iterator[None]:
-    """Point Jupyter / IPython / matplotlib state of the kernels into ``.cache/`` unless already set."""
-    cache = paths.project_root() / ".cache"
-    defaults = {"JUPYTER_RUNTIME_DIR": cache / "jupyter-runtime", "IPYTHONDIR": cache / "ipython",
-                "MPLCONFIGDIR": cache / "matplotlib", "TORCHINDUCTOR_CACHE_DIR": cache / "inductor",
-                "PYTHONHASHSEED": "0"}
-    added = [k for k in defaults if not os.environ.get(k)]
-    for k in added:
-        os.environ[k] = str(defaults[k])
-    try:
-        yield
-    finally:
-        for k in added:
-            os.environ.pop(k, None)
-
-
 @contextmanager
 def _lock(profile: str) -> Iterator[None]:
-    """One runner per profile at a time (``runs/<profile>/.lock`` holds the owner's pid)."""
+    """One runner per run folder at a time (``runs/<run>/.lock`` holds the owner's pid)."""
     path = paths.runs_dir(profile) / ".lock"
     path.parent.mkdir(parents=True, exist_ok=True)
     for _ in range(2):
