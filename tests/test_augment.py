@@ -187,3 +187,80 @@ def test_draw_params_ranges_and_fixed_consumption():
     aug.draw_params(cfg, 8, a)
     aug.draw_params(dataclasses.replace(cfg, flip_p=0.0, blur_p=1.0), 8, b)
     assert torch.equal(a.get_state(), b.get_state())
+
+
+# --------------------------------------------------------------------------- the two executions of augment
+@pytest.mark.parametrize("n, side, seed", [(16, 103, 0), (9, 127, 1), (7, 31, 2), (3, 55, 3)])
+def test_per_crop_execution_is_the_whole_batch_bitwise(n, side, seed):
+    """The CPU's crop-by-crop execution gives the whole-batch operations' exact bits (every transform on,
+    the default strengths): a run's numbers do not depend on which one ran."""
+    cfg = AugmentConfig()
+    x = crops(b=n, side=side, seed=seed).float() / 255
+    p = aug.draw_params(cfg, n, torch.Generator().manual_seed(seed + 10))
+    assert p["jitter"].any() and p["blur"].any() and (p["order"][:, 0] == 1).any()   # the draws cover the cases
+    ref = aug.augment_batch(x, cfg, p)
+    out = aug.augment_per_crop(x, cfg, p)
+    assert torch.equal(out, ref), f"per-crop differs from the batch by up to {float((out - ref).abs().max()):.3g}"
+    assert torch.equal(aug.augment(x, cfg, p), ref)
+    off = dataclasses.replace(cfg, stretch=0.0, flip_p=0.0)
+    p = aug.draw_params(off, n, torch.Generator().manual_seed(seed))
+    assert torch.equal(aug.augment_per_crop(x, off, p), aug.augment_batch(x, off, p))
+
+
+def test_per_crop_execution_keeps_the_thread_count_and_the_input():
+    threads = torch.get_num_threads()
+    x = crops(b=3, side=31).float() / 255
+    before = x.clone()
+    aug.augment_per_crop(x, AugmentConfig(), aug.draw_params(AugmentConfig(), 3, torch.Generator().manual_seed(0)))
+    assert torch.get_num_threads() == threads and torch.equal(x, before)
+    empty = aug.augment_per_crop(x[:0], AugmentConfig(), aug.draw_params(AugmentConfig(), 0, torch.Generator()))
+    assert empty.shape == (0, 3, 31, 31)
+
+
+def test_blur_taps_and_given_mean_equal_the_batch_ops():
+    x = images(n=4, side=29)
+    sigma = torch.tensor([0.1, 0.7, 1.3, 2.0])
+    k = blur_kernel_size(29, 0.3)
+    ref = aug.gaussian_blur(x, sigma, k)
+    kern = aug.gaussian_kernels(sigma, k)
+    for i in range(len(x)):
+        assert torch.equal(aug.gaussian_blur_taps(x[i:i + 1], kern[i], k), ref[i:i + 1])
+    with pytest.raises(ValueError, match="blur kernel"):
+        aug.gaussian_blur_taps(x[:, :, :5, :5], kern[0], 11)
+    f = torch.tensor([0.6, 0.9, 1.1, 1.4])
+    torch.testing.assert_close(aug.adjust_contrast(x, f, aug.mean_luma(x)), aug.adjust_contrast(x, f), atol=0, rtol=0)
+
+
+def test_two_views_per_seed_whichever_execution():
+    batch = crops(b=4, side=31)
+    for per_crop in (None, False, True):
+        views = TwoViews(per_crop=per_crop)
+        a = views(batch, torch.Generator().manual_seed(7))
+        b = views(batch, torch.Generator().manual_seed(7))
+        c = views(batch, torch.Generator().manual_seed(8))
+        assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) and not torch.equal(a[0], c[0])
+        assert a[0].dtype == torch.float32 and a[0].device == batch.device and a[0].shape == batch.shape
+    ref = TwoViews(per_crop=False)(batch, torch.Generator().manual_seed(7))
+    assert all(torch.equal(u, v) for u, v in zip(TwoViews()(batch, torch.Generator().manual_seed(7)), ref))
+
+
+def test_draws_follow_the_configured_distributions():
+    """Every parameter is uniform on its configured range (quantiles within 0.02 of the range), and each
+    crop's ColorJitter order is uniform over the 24 permutations: the distribution of today's views."""
+    cfg = dataclasses.replace(AugmentConfig(), stretch=0.1, hue=0.05, blur_sigma=(0.5, 1.5))
+    p = aug.draw_params(cfg, 20000, torch.Generator().manual_seed(3))
+    q = torch.tensor([0.1, 0.25, 0.5, 0.75, 0.9])
+
+    def uniform(v, lo, hi):
+        got = torch.quantile(v.flatten().double(), q.double())
+        assert (got - (lo + (hi - lo) * q.double())).abs().max() <= 0.02 * (hi - lo), (got, lo, hi)
+
+    uniform(p["scale"], 0.9, 1.1)
+    for j, s in enumerate((cfg.brightness, cfg.contrast, cfg.saturation)):
+        uniform(p["factors"][:, j], 1 - s, 1 + s)
+    uniform(p["factors"][:, 3], -cfg.hue, cfg.hue)
+    uniform(p["sigma"], 0.5, 1.5)
+    assert torch.corrcoef(p["scale"].T)[0, 1].abs() < 0.03                 # the two axes stretch independently
+    codes = (p["order"] * torch.tensor([64, 16, 4, 1])).sum(dim=1)
+    counts = torch.unique(codes, return_counts=True)[1]
+    assert len(counts) == 24 and (counts - 20000 / 24).abs().max() < 150

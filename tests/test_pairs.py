@@ -13,7 +13,16 @@ import torch
 from pulkit.core.config import ModelConfig
 from pulkit.data import crops
 from pulkit.data.sequences import DataError, LabelAccessError, Sequence, unlabeled
-from pulkit.method.pairs import PAIR_COLUMNS, CropCache, GroundTruthPairs, MinedPairs, noisy_boxes, validate_pairs
+from pulkit.method.pairs import (
+    PAIR_COLUMNS,
+    CropCache,
+    CropStore,
+    GroundTruthPairs,
+    MinedPairs,
+    gather_windows,
+    noisy_boxes,
+    validate_pairs,
+)
 
 BG, FG = 40, 220
 SIZE = (288, 224)                              # frame width, height: crops stay inside it
@@ -225,3 +234,50 @@ def test_bad_inputs(seq, tmp_path):
     gone = Sequence("gone", [tmp_path / "missing.png"] * 2, np.array([BOXES[0]] * 2, np.float64))
     with pytest.raises(DataError, match="missing.png"):
         GroundTruthPairs([gone], MODEL, 2, 8, cache=CropCache(None)).sample_batch(1, torch.Generator())
+
+
+# --------------------------------------------------------------------------- the uint8 crop store
+def test_crop_store_round_trips_and_gathers_windows():
+    g = np.random.default_rng(0)
+    host = g.integers(0, 256, (5, 21, 21, 3), dtype=np.uint8)
+    store = CropStore(host)
+    assert store.data.shape == (5, 3, 21, 21) and store.data.dtype == torch.uint8
+    assert store.device == torch.device("cpu") and store.side == 21 and store.nbytes == host.nbytes and len(store) == 5
+    assert np.array_equal(store.data.permute(0, 2, 3, 1).numpy(), host)            # uint8 in, the same uint8 out
+    assert torch.equal(store.batch([4, 0]), torch.from_numpy(host[[4, 0]]).permute(0, 3, 1, 2).float())
+    rows, top, left = np.array([3, 0, 3]), np.array([0, 4, 2]), np.array([4, 0, 1])
+    want = np.stack([host[r, t:t + 17, l_:l_ + 17] for r, t, l_ in zip(rows, top, left)]).transpose(0, 3, 1, 2)
+    assert np.array_equal(store.window(rows, top, left, 17).numpy(), want)
+    # the accelerator's one-op gather, run on CPU tensors: the same windows
+    got = gather_windows(store.data, *(torch.from_numpy(v) for v in (rows, top, left)), 17)
+    assert np.array_equal(got.numpy(), want)
+    with pytest.raises(ValueError, match="must lie inside"):
+        store.window(rows, top + 1, left, 17)
+    with pytest.raises(IndexError, match="row out of range"):
+        store.window([5], [0], [0], 17)
+    with pytest.raises(ValueError, match="N x S x S x 3 uint8"):
+        CropStore(host.astype(np.float32))
+    with pytest.raises(ValueError, match="N x S x S x 3 uint8"):
+        CropStore(host[:, :, :20])
+
+
+def test_held_datasets_give_the_cache_batches(seq, tmp_path):
+    """``hold`` moves every crop into one uint8 store; batches from it are the crop cache's, bit for bit."""
+    small = ModelConfig(exemplar_sz=103, instance_sz=135)
+    gt = [GroundTruthPairs([seq], small, max_gap=2, shift_px=6, noise_px=n, cache=CropCache(None)) for n in (1.5, 1.5)]
+    table = pairs_table(BOXES, [(0, 1), (1, 3), (3, 2), (0, 2)])
+    mined = [MinedPairs(table, {"toy": unlabeled(seq)}, small, shift_px=4, cache=CropCache(None)) for _ in range(2)]
+    for cached, held in (gt, mined):
+        store = held.hold("cpu", progress=False)
+        assert held.store is store and store.side == held.geometry.side and store.data.dtype == torch.uint8
+        assert len(store) == len(BOXES)                 # one entry per (frame, box), however often asked for
+        for s in range(3):
+            a = cached.sample_batch(5, torch.Generator().manual_seed(s))
+            b = held.sample_batch(5, torch.Generator().manual_seed(s))
+            assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+            assert b["z"].dtype == b["x"].dtype == torch.float32 and b["x"].shape == (5, 3, 135, 135)
+    # a dataset asked for an entry it did not hold says so
+    held = mined[1]
+    held._rows.clear()
+    with pytest.raises(DataError, match="not in the crop store"):
+        held.batch([0], torch.Generator())

@@ -76,6 +76,13 @@ def tuning_path(profile: str) -> Path:
     return paths.project_root() / "docs" / "tuning" / f"{profile}.json"
 
 
+def curated_store(dataset: str, key: str) -> Path:
+    """``<curated>/<dataset>/<key>/``: one curation of a real training dataset (``pulkit prepare``), ``key``
+    the hash of its parameters (``pulkit.data.curate.curation_params``)."""
+    return paths.curated_dir() / _check(dataset, CURATED_DATASETS, "curated dataset") / key
+
+
+CURATED_DATASETS = ("got10k", "vid")
 NOISE_LOSSES = ("bce", "nr", "nr_fixed")
 NOISE_UNITS = {"px": "n", "size": "f"}     # level prefix in the name: n<px> or f<fraction of sqrt(wh)>
 

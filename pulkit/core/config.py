@@ -36,6 +36,16 @@ class DataConfig:
     max_frames: int | None = None             # truncate every sequence (None: all frames)
     frame_stride: int = 1                     # use every k-th frame of unlabeled training video
     crop_cache_disk_mb: int | None = 4096     # on-disk cache of training crops (data/cache/pairs); None: no limit
+    # Curation (`pulkit prepare got10k|vid`, pulkit.data.curate): cut once, then training reads only the store.
+    curated: bool = False                     # got10k / vid training video comes from the curated store only
+    curate_margin: int = 32                   # ground-truth crops: the search crop plus this many px on every side
+    curate_frame_side: int | None = None      # whole frames: long side at most this (None: as recorded, linked)
+    curate_codec: str = "jpeg"                # crops in the shards: jpeg | raw (uint8 pixels)
+    curate_quality: int = 90                  # JPEG quality of curated crops and resized frames
+    curate_shard_videos: int = 16             # videos per shard (the unit a re-run skips when finished)
+    curate_workers: int = 1                   # processes cutting shards in parallel (`pulkit prepare --workers`)
+    loader_workers: int = 4                   # DataLoader worker processes over curated shards (0: main process)
+    loader_prefetch: int = 4                  # batches each worker prepares ahead (prefetch_factor)
 
 
 @dataclass(frozen=True)
@@ -244,6 +254,9 @@ class EvalConfig:
     heldout_pairs: int = 2000                            # clean ground-truth pairs for localisation accuracy
 
 
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
 @dataclass(frozen=True)
 class Config:
     profile: str = "cpu"
@@ -260,6 +273,13 @@ class Config:
     supervised: SupervisedConfig = field(default_factory=SupervisedConfig)
     noise: NoiseConfig = field(default_factory=NoiseConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    # tracking and training (pulkit.models.precision): fp32 | bf16 (backbones under autocast; the xcorr head,
+    # losses, weights and optimiser stay fp32; needs native bf16) | auto: bf16 where native and measured faster
+    precision: str = "auto"
+
+    def __post_init__(self):
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"Config.precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
 
     def override(self, overrides: Mapping[str, Any] | None = None, **top: Any) -> "Config":
         """A new Config with ``overrides`` (``{"bd": {"steps": 5}}`` or ``{"bd.steps": 5}``) applied."""
@@ -282,6 +302,7 @@ class Config:
 PROFILES: dict[str, dict[str, Any]] = {
     # CI: minutes on 2 CPU cores; proves every code path runs, says nothing about accuracy.
     "smoke": {
+        "precision": "fp32",                  # CI's refactor check compares fp32 numbers
         "data": dict(synthetic_train_videos=4, synthetic_val_videos=2, synthetic_frames=24,
                      synthetic_width=192, synthetic_height=144, max_frames=30),
         "model": dict(exemplar_sz=103, instance_sz=207, bn_batches=2, bn_batch_size=8),
@@ -313,13 +334,50 @@ PROFILES: dict[str, dict[str, Any]] = {
                       nr_fixed_levels=(1.0,), train_pairs=18, epochs=32, eval_pairs=500,
                       display_levels=(0, 0.5, 1.0), fig4_level=1.0, eval_max_frames=30, display_frame=20),
     },
+    # The cpu profile's experiments on one GPU: 50x its training steps, a fourth noise seed, twice the held-out
+    # pairs; synthetic + bundled video only.  Sized to <= 10 minutes on one H100 by `python -m pulkit.tools.cost
+    # --profile gpu` (README, "Cost"); never run on a GPU yet.  Learning rates are the cpu profile's, not re-tuned.
+    "gpu": {
+        "data": dict(synthetic_train_videos=16, synthetic_val_videos=4, synthetic_frames=60, max_frames=120),
+        "model": dict(exemplar_sz=103, instance_sz=199, bn_batches=20),
+        "bd": dict(steps=6000, steps_ciresnet22=3000, batch_size=64, bank_refresh=200, max_candidates=20000,
+                   crop_sz=103, lr=0.003, warmup=0.1, claim_batches=(16, 64), claim_seeds=(0, 1, 2)),
+        "mining": dict(spans=(5, 15, 40), scale_num=1, quality_videos=8),   # the error report: 8 videos
+        "tc": dict(rounds=3, steps_per_round=4000, schedule="cosine", warmup=0.05, restart=False, lr=1e-2, lr_end=0.0),
+        "supervised": dict(steps=10000, schedule="cosine", warmup=0.05, lr=1e-2, lr_end=0.0),
+        # 90 pairs x 320 epochs = 3,600 steps a run (50x); f = 0.25 (no claim reads it) gives way to a 4th seed
+        "noise": dict(unit="size", levels=(0, 0.5, 1.0), seeds=(0, 1, 2, 3), nr_levels=(1.0,),
+                      nr_fixed_levels=(1.0,), train_pairs=90, epochs=320, eval_pairs=2000,
+                      display_levels=(0, 0.5, 1.0), fig4_level=1.0, eval_max_frames=30, display_frame=20),
+        "eval": dict(heldout_pairs=4000),
+    },
     # The paper's schedule on a GPU with real datasets.
     "paper": {
         "data": dict(train_sources=("got10k", "vid"), eval_sources=("otb", "vot", "got10k"),
-                     max_frames=None),
+                     max_frames=None, curated=True),       # training reads `pulkit prepare got10k|vid`'s store
         "bd": dict(steps=50000, max_candidates=200000),
         "tc": dict(steps_per_round=50000),
         "supervised": dict(steps=50 * 6650, batch_size=8),
+    },
+    # CI (`make paper-dryrun`): the paper profile's code paths (127 / 255 crops, 3-scale mining, got10k + vid
+    # through curation, the otb / vot / got10k readers and protocols) on generated datasets at real resolutions
+    # (pulkit.data.fake_datasets), with tiny step counts: proves the paper path runs, says nothing about accuracy.
+    "paper-dryrun": {
+        "data": dict(train_sources=("got10k", "vid"), eval_sources=("otb", "vot", "got10k"), curated=True,
+                     max_frames=12, synthetic_val_videos=2, synthetic_frames=12),
+        "model": dict(bn_batches=2, bn_batch_size=8),
+        "bd": dict(steps=3, batch_size=8, bank_refresh=2, checkpoint_every=2, max_candidates=120, log_every=1,
+                   candidates_per_frame=1, warmup=0.1, claim_batches=(8,), claim_seeds=(0,), exclude_frames=4,
+                   separation_frames=2, texture_min=0.3), # AHM's rules scaled to 6 videos of 12 frames; the
+                                                          # generated HD frames are smooth (gradients ~0.4 / px)
+        "mining": dict(spans=(2, 4), candidates_per_video=1, start_stride=6, max_pairs=100, min_tracks=4,
+                       quality_videos=1, eval_k=(1, 10)),
+        "tc": dict(rounds=2, steps_per_round=2, batch_size=4, checkpoint_every=2, log_every=1),
+        "supervised": dict(steps=2, batch_size=4, checkpoint_every=2, log_every=1),
+        "noise": dict(levels=(0, 20), seeds=(0,), nr_levels=(20,), nr_fixed_levels=(20,), steps=2, eval_pairs=16,
+                      display_levels=(0, 20), fig4_level=20, eval_max_frames=6, display_frame=5,
+                      eval_sources=("otb",)),
+        "eval": dict(heldout_videos=2, heldout_frames=12, heldout_pairs=16, fig5_max_sequences=2, fig7_max_panels=2),
     },
 }
 

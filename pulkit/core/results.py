@@ -38,6 +38,7 @@ def save_results(profile: str, notebook: str, obj: Mapping[str, Any], *, cfg: An
         seed = getattr(cfg, "seed", None)
     prov = provenance(profile, 0 if seed is None else seed, cfg)
     prov["seed"] = None if seed is None else int(seed)
+    prov["precision"] = precisions_used()
     if arrays is not None:
         write_npz(artifacts.results_path(profile, notebook, "npz"), arrays)
     return write_json(path, {**obj, "provenance": prov})
@@ -92,7 +93,22 @@ def machine() -> dict[str, Any]:
     if torch is not None:
         out["torch_threads"] = torch.get_num_threads()
         out["cuda"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    out["precision"] = precisions_used()
     return out
+
+
+_PRECISIONS: dict[str, set[str]] = {}
+
+
+def note_precision(device_type: str, precision: str) -> None:
+    """Record that this process resolved ``precision`` (``fp32`` / ``bf16``) on a ``device_type`` device
+    (``pulkit.models.precision.resolve_precision`` calls it)."""
+    _PRECISIONS.setdefault(str(device_type), set()).add(str(precision))
+
+
+def precisions_used() -> dict[str, list[str]]:
+    """The precisions this process resolved, per device type (``{"cpu": ["bf16"]}``; ``{}`` before any)."""
+    return {dev: sorted(used) for dev, used in sorted(_PRECISIONS.items())}
 
 
 class Stopwatch:

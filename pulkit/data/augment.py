@@ -5,7 +5,8 @@ of the batch and the generator.  Transforms, their order and an example: docs/mo
 """
 from __future__ import annotations
 
-from typing import Any
+import contextlib
+from typing import Any, Iterator
 
 import torch
 import torch.nn.functional as tnf
@@ -72,10 +73,17 @@ def adjust_brightness(x: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
     return (x * _per_crop(f, x)).clamp_(0, 1)
 
 
-def adjust_contrast(x: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
-    """Blend with the crop's mean luma (torchvision ``adjust_contrast``); one factor per crop."""
+def mean_luma(x: torch.Tensor) -> torch.Tensor:
+    """The mean luma of each crop of n x 3 x H x W float images: n values (torchvision's contrast mean)."""
+    return x.mean(dim=(-2, -1)) @ x.new_tensor(GRAY_WEIGHTS)
+
+
+def adjust_contrast(x: torch.Tensor, f: torch.Tensor, mean: torch.Tensor | None = None) -> torch.Tensor:
+    """Blend with the crop's mean luma (torchvision ``adjust_contrast``); one factor per crop.
+
+    ``mean``: the crops' ``mean_luma`` when already computed (n values), else computed here."""
     f = _per_crop(f, x)
-    mean = (x.mean(dim=(-2, -1)) @ x.new_tensor(GRAY_WEIGHTS)).view(-1, 1, 1, 1)   # mean luma
+    mean = (mean_luma(x) if mean is None else mean).to(x).view(-1, 1, 1, 1)
     return (x * f).add_((1 - f) * mean).clamp_(0, 1)
 
 
@@ -148,6 +156,22 @@ def gaussian_blur(x: torch.Tensor, sigma: torch.Tensor, ksize: int) -> torch.Ten
     return y.view(n, c, h, w)
 
 
+def gaussian_blur_taps(x: torch.Tensor, kern: torch.Tensor, ksize: int) -> torch.Tensor:
+    """``gaussian_blur`` of crops sharing one 1-D kernel ``kern`` (``ksize`` taps), as a fused multiply-add
+    per tap in tap order, horizontal then vertical (on the CPU the same sums as the grouped convolution)."""
+    h, w = x.shape[-2:]
+    if ksize // 2 >= min(h, w):
+        raise ValueError(f"a blur kernel of {ksize} taps needs crops larger than {ksize // 2} px, got {h} x {w}")
+    y = tnf.pad(x, (ksize // 2,) * 4, mode="reflect")
+    rows = y[..., 0:w] * kern[0]
+    for t in range(1, ksize):
+        rows = torch.addcmul(rows, y[..., t:t + w], kern[t])
+    out = rows[..., 0:h, :] * kern[0]
+    for t in range(1, ksize):
+        out = torch.addcmul(out, rows[..., t:t + h, :], kern[t])
+    return out
+
+
 # --------------------------------------------------------------------------- the two views
 def _check(cfg: AugmentConfig) -> None:
     for name in ("flip_p", "jitter_p", "grayscale_p", "blur_p"):
@@ -193,7 +217,18 @@ def draw_params(cfg: AugmentConfig, n: int, generator: torch.Generator) -> dict[
 
 
 def augment(x: torch.Tensor, cfg: AugmentConfig, params: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Apply ``draw_params``'s choices to ``x`` (n x 3 x H x W float in [0, 1]); returns a new tensor."""
+    """Apply ``draw_params``'s choices to ``x`` (n x 3 x H x W float in [0, 1]); returns a new tensor.
+
+    On the CPU crop by crop on one thread (``augment_per_crop``), elsewhere as whole-batch operations
+    (``augment_batch``): the same function; on the CPU the same bits (tests/test_augment.py).
+    """
+    if x.device.type == "cpu":
+        return augment_per_crop(x, cfg, params)
+    return augment_batch(x, cfg, params)
+
+
+def augment_batch(x: torch.Tensor, cfg: AugmentConfig, params: dict[str, torch.Tensor]) -> torch.Tensor:
+    """``augment`` as whole-batch operations: each transform on the sub-batch it applies to (the device path)."""
     if cfg.stretch > 0 or bool(params["flip"].any()):
         x = stretch_flip(x, params["scale"], params["flip"])
     else:
@@ -205,6 +240,57 @@ def augment(x: torch.Tensor, cfg: AugmentConfig, params: dict[str, torch.Tensor]
     return x.clamp_(0, 1)
 
 
+def augment_per_crop(x: torch.Tensor, cfg: AugmentConfig, params: dict[str, torch.Tensor]) -> torch.Tensor:
+    """``augment`` crop by crop on one CPU thread: every operation on one crop stays in the cache, and no
+    thread pool wakes for a small tensor.  Bitwise ``augment_batch``: the element-wise formulas are the
+    same, the mean luma of ColorJitter's contrast step is one product over the same sub-batch as there,
+    and the blur is ``gaussian_blur_taps`` with the same kernels."""
+    with single_thread():
+        return _per_crop_pipeline(x, cfg, params)
+
+
+@contextlib.contextmanager
+def single_thread(active: bool = True) -> Iterator[None]:
+    """torch's CPU operations on one thread while active (the thread count is restored afterwards)."""
+    threads = torch.get_num_threads()
+    if active:
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        if active:
+            torch.set_num_threads(threads)
+
+
+def _per_crop_pipeline(x: torch.Tensor, cfg: AugmentConfig, params: dict[str, torch.Tensor]) -> torch.Tensor:
+    n = x.shape[0]
+    if n == 0:
+        return x.clone()
+    scale, flip, factors = params["scale"], params["flip"], params["factors"]
+    if cfg.stretch > 0 or bool(flip.any()):
+        crops = [stretch_flip(x[i:i + 1], scale[i:i + 1], flip[i:i + 1]) for i in range(n)]
+    else:
+        crops = [x[i:i + 1].clone() for i in range(n)]
+    jitter, order = params["jitter"].nonzero().flatten().tolist(), params["order"].tolist()
+    for k in range(len(COLOR_OPS)):                  # ColorJitter's k-th step of every jittered crop
+        contrast = [i for i in jitter if order[i][k] == 1]    # their mean luma: one product, as augment_batch's
+        means = torch.cat([crops[i].mean(dim=(-2, -1)) for i in contrast]) if contrast else None
+        luma = dict(zip(contrast, (means @ x.new_tensor(GRAY_WEIGHTS)).split(1))) if contrast else {}
+        for i in jitter:
+            j = order[i][k]
+            f = factors[i:i + 1, j]
+            crops[i] = adjust_contrast(crops[i], f, luma[i]) if j == 1 else COLOR_OPS[j](crops[i], f)
+    for i in params["gray"].nonzero().flatten().tolist():
+        crops[i] = grayscale(crops[i]).expand(-1, 3, -1, -1)
+    blur = params["blur"].nonzero().flatten()
+    if len(blur):
+        ksize = blur_kernel_size(min(x.shape[-2:]), cfg.blur_kernel)
+        kern = gaussian_kernels(params["sigma"][blur], ksize).to(x)
+        for r, i in enumerate(blur.tolist()):
+            crops[i] = gaussian_blur_taps(crops[i], kern[r], ksize)
+    return torch.cat(crops).clamp_(0, 1)
+
+
 def _where(x: torch.Tensor, mask: torch.Tensor, fn) -> None:
     """``x[i] = fn(sel, x[sel])[...]`` for the crops ``sel`` where ``mask`` (CPU bools) holds, in place."""
     sel = mask.nonzero().flatten()
@@ -214,17 +300,26 @@ def _where(x: torch.Tensor, mask: torch.Tensor, fn) -> None:
 
 
 class TwoViews:
-    """``TwoViews(cfg)(batch, generator) -> (view1, view2)``: independent augmentations of every crop."""
+    """``TwoViews(cfg)(batch, generator) -> (view1, view2)``: independent augmentations of every crop.
 
-    def __init__(self, cfg: AugmentConfig | None = None):
+    ``per_crop``: apply the draws crop by crop, the whole call on one CPU thread (``augment_per_crop``),
+    or as whole-batch operations (``augment_batch``); None: crop by crop on the CPU, whole-batch on an
+    accelerator.  Either way the same views (on the CPU the same bits).
+    """
+
+    def __init__(self, cfg: AugmentConfig | None = None, per_crop: bool | None = None):
         self.cfg = cfg or AugmentConfig()
+        self.per_crop = per_crop
         _check(self.cfg)
 
     def __call__(self, batch: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         if not isinstance(batch, torch.Tensor) or batch.ndim != 4 or batch.shape[1] != 3:
             shape = tuple(batch.shape) if isinstance(batch, torch.Tensor) else type(batch).__name__
             raise ValueError(f"TwoViews expects a B x 3 x H x W tensor of crops, got {shape}")
-        b = batch.shape[0]
-        x = batch.to(torch.float32) / 255.0
-        views = augment(torch.cat([x, x]), self.cfg, draw_params(self.cfg, 2 * b, generator)) * 255.0
+        per_crop = batch.device.type == "cpu" if self.per_crop is None else bool(self.per_crop)
+        with single_thread(per_crop and batch.device.type == "cpu"):
+            b = batch.shape[0]
+            x = batch.to(torch.float32) / 255.0
+            apply = augment_per_crop if per_crop else augment_batch
+            views = apply(torch.cat([x, x]), self.cfg, draw_params(self.cfg, 2 * b, generator)) * 255.0
         return views[:b], views[b:]

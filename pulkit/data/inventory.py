@@ -12,6 +12,7 @@ import numpy as np
 
 from pulkit.core import paths
 from pulkit.core.provenance import config_hash
+from pulkit.data.curate import curated_sequences
 from pulkit.data.images import image_size
 from pulkit.data.sequences import DataError, Sequence, load_shared, read_got10k, read_otb, read_vid, read_vot
 from pulkit.data.synthetic import ensure_synthetic, synthetic_params
@@ -40,7 +41,9 @@ def profile_sequences(cfg, data_root: str | Path | None = None) -> dict[str, lis
 
     Each Sequence gets ``attributes["source"]`` (synthetic | shared | otb | vot | got10k | vid).
     Training video is truncated to ``max_frames`` frames taken every ``frame_stride``-th, evaluation
-    video to ``max_frames``; ``attributes["frames_on_disk"]`` keeps the full count.
+    video to ``max_frames``; ``attributes["frames_on_disk"]`` keeps the full count.  With ``data.curated``,
+    GOT-10k / VID training video comes from ``pulkit prepare``'s store (``pulkit.data.curate``) and a missing
+    store is a ``DataError`` naming the command.
     """
     d = cfg.data
     for kind, sources, valid in (("train", d.train_sources, ("synthetic", "shared", "got10k", "vid")),
@@ -60,9 +63,9 @@ def profile_sequences(cfg, data_root: str | Path | None = None) -> dict[str, lis
     if "shared" in d.eval_sources:
         out["eval"] += _tag(load_shared(list(d.shared_eval)), "shared")
     if "got10k" in d.train_sources:
-        out["train"] += _tag(read_got10k(dataset_root("got10k", data_root), subset="train"), "got10k")
+        out["train"] += _tag(_training_source(cfg, "got10k", data_root), "got10k")
     if "vid" in d.train_sources:
-        out["train"] += _tag(read_vid(dataset_root("vid", data_root), subset="train"), "vid")
+        out["train"] += _tag(_training_source(cfg, "vid", data_root), "vid")
     if "otb" in d.eval_sources:
         out["eval"] += _tag(read_otb(dataset_root("otb", data_root)), "otb")
     if "vot" in d.eval_sources:
@@ -156,6 +159,14 @@ def validate(cfg, seqs: dict[str, list[Sequence]], check_images: bool = True) ->
 
 
 # --------------------------------------------------------------------------- internals
+def _training_source(cfg, name: str, data_root) -> list[Sequence]:
+    """GOT-10k's or VID's training split: read in place, or (``data.curated``) from its curated store only."""
+    root = dataset_root(name, data_root)
+    if cfg.data.curated:
+        return curated_sequences(cfg, name, root)
+    return read_got10k(root, subset="train") if name == "got10k" else read_vid(root, subset="train")
+
+
 def _tag(seqs: list[Sequence], source: str) -> list[Sequence]:
     for s in seqs:
         s.attributes["source"] = source

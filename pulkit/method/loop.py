@@ -10,6 +10,7 @@ import math
 import os
 import random
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -24,6 +25,7 @@ from pulkit.core import artifacts
 from pulkit.core.io import atomic_write_bytes, torch_save_atomic
 from pulkit.core.provenance import provenance, seed_everything
 from pulkit.models.net import CHECKPOINT_FORMAT, Net, load_checkpoint, resolve_device, save_checkpoint
+from pulkit.models.precision import bf16_backbones, resolve_precision
 
 StepFn = Callable[[nn.Module, Any, int], Mapping[str, Any]]
 BatchFn = Callable[[int, torch.Generator], Any]
@@ -49,6 +51,7 @@ class TrainResult:
     checkpoint: Path | None
     resumed_from: int | None            # the checkpoint step a resumed run started from, else None
     last: dict[str, float] = field(default_factory=dict)
+    precision: str = "fp32"             # the precision the steps ran in (resolved: fp32 | bf16)
 
 
 # --------------------------------------------------------------------------- schedules
@@ -284,7 +287,8 @@ def train(model: nn.Module, optimizer: torch.optim.Optimizer, step_fn: StepFn, b
           resume: bool = True, log: str | os.PathLike | None = None, log_every: int = 1, stage: str = "train",
           cfg: Any = None, seed: int | None = None, profile: str | None = None, device: str | torch.device = "auto",
           progress: bool = True, extra_state: Mapping[str, Any] | None = None,
-          find_unused_parameters: bool = False, resume_keys: Sequence[str] | None = None) -> TrainResult:
+          find_unused_parameters: bool = False, resume_keys: Sequence[str] | None = None,
+          precision: str | None = None) -> TrainResult:
     """Run ``steps`` optimisation steps of ``model``; see the module docstring for the contract.
 
     ``checkpoint``: file to write every ``checkpoint_every`` steps and at the end (None: no
@@ -300,6 +304,11 @@ def train(model: nn.Module, optimizer: torch.optim.Optimizer, step_fn: StepFn, b
     no gradient in a step).  ``resume_keys``: the top-level config entries that must equal the
     checkpoint's for a resume (None: the whole config); stages pass the entries that determine their
     weights, so a change to, say, the tracker settings does not block resuming a training run.
+    ``precision``: ``auto | fp32 | bf16`` (None: ``cfg.precision``, fp32 without a cfg), resolved on the device
+    (``pulkit.models.precision``); bf16 runs the backbones' forwards inside ``step_fn`` under autocast, while
+    weights, gradients, optimiser state, heads and losses stay fp32.  Checkpoints record the resolved
+    precision; resuming one under another precision is a ``ValueError`` (a checkpoint from before the
+    setting, fp32, resumed in bf16: a warning).
     """
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
@@ -310,6 +319,8 @@ def train(model: nn.Module, optimizer: torch.optim.Optimizer, step_fn: StepFn, b
     log = Path(log) if log is not None else None
     dinfo = DistInfo.from_env()
     device = _resolve_device(device, dinfo)
+    requested = precision if precision is not None else getattr(cfg, "precision", "fp32")
+    used = resolve_precision(requested, device)
     own_group = False
     if dinfo.distributed and not dist.is_initialized():
         if device.type == "cuda":
@@ -328,7 +339,9 @@ def train(model: nn.Module, optimizer: torch.optim.Optimizer, step_fn: StepFn, b
             _check_resumable(ckpt, checkpoint, stage, config, steps, resume_keys)
             model.load_state_dict(ckpt["model"])
             if ckpt.get("complete") and ckpt["step"] >= steps:
-                return TrainResult(ckpt["step"], True, checkpoint, ckpt["step"], dict(ckpt.get("metrics") or {}))
+                return TrainResult(ckpt["step"], True, checkpoint, ckpt["step"], dict(ckpt.get("metrics") or {}),
+                                   ckpt.get("precision", "fp32"))
+            _check_precision(ckpt, checkpoint, requested, used, device)
             optimizer.load_state_dict(ckpt["optimizer"])
             if scheduler is not None and ckpt.get("scheduler") is not None:
                 scheduler.load_state_dict(ckpt["scheduler"])
@@ -358,7 +371,7 @@ def train(model: nn.Module, optimizer: torch.optim.Optimizer, step_fn: StepFn, b
             save_training_checkpoint(
                 checkpoint, model, cfg, provenance=prov, stage=stage, step=step, steps=steps, complete=complete,
                 optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict() if scheduler is not None else None,
-                rng={**rng_state(), "batch_seed": seed}, elapsed=elapsed, metrics=last,
+                rng={**rng_state(), "batch_seed": seed}, elapsed=elapsed, metrics=last, precision=used,
                 extra={name: obj.state_dict() for name, obj in extra_state.items()})
 
         t0 = time.perf_counter()
@@ -369,7 +382,8 @@ def train(model: nn.Module, optimizer: torch.optim.Optimizer, step_fn: StepFn, b
             items_since += _batch_len(batch)
             batch = _to_device(shard_batch(batch, dinfo.rank, dinfo.world_size), device)
             net.train()
-            out = step_fn(net, batch, step)
+            with bf16_backbones(model, used, device):
+                out = step_fn(net, batch, step)
             loss, metrics = _split_output(out, step)
             values = _reduce_scalars(loss.detach(), metrics, dinfo)
             if not math.isfinite(values["loss"]):
@@ -402,7 +416,7 @@ def train(model: nn.Module, optimizer: torch.optim.Optimizer, step_fn: StepFn, b
         bar.close()
         if dinfo.distributed:
             dist.barrier()
-        return TrainResult(steps, True, checkpoint, resumed_from, last)
+        return TrainResult(steps, True, checkpoint, resumed_from, last, used)
     finally:
         if own_group:
             dist.destroy_process_group()
@@ -423,6 +437,8 @@ def _check_resumable(ckpt: Mapping[str, Any], path: Path, stage: str, config: An
     saved = ckpt.get("config")
     if keys is not None and config is not None and saved is not None:
         config, saved = {k: config.get(k) for k in keys}, {k: saved.get(k) for k in keys}
+    if config is not None and saved is not None:       # the precision is checked resolved (_check_precision)
+        config, saved = ({k: v for k, v in d.items() if k != "precision"} for d in (config, saved))
     if ckpt.get("stage") != stage:
         raise ValueError(f"{path}: checkpoint of stage {ckpt.get('stage')!r}, not {stage!r}; "
                          "use another path or resume=False")
@@ -433,6 +449,21 @@ def _check_resumable(ckpt: Mapping[str, Any], path: Path, stage: str, config: An
                          "use another path, or pass resume=False to retrain from scratch")
     if int(ckpt["step"]) > steps:
         raise ValueError(f"{path}: checkpoint is at step {ckpt['step']}, beyond the requested {steps} steps")
+
+
+def _check_precision(ckpt: Mapping[str, Any], path: Path, requested: str, used: str, device: torch.device) -> None:
+    """Resuming continues bitwise only in the precision the checkpoint was trained in: refuse another one."""
+    saved = ckpt.get("precision")
+    if saved is None:
+        if used != "fp32":
+            warnings.warn(f"{path}: checkpoint records no precision (written before the setting existed: fp32); "
+                          f"resuming it in {used} continues in another precision, so the result will not equal "
+                          "an uninterrupted run's", stacklevel=3)
+        return
+    if saved != used:
+        raise ValueError(f"{path}: checkpoint was trained in {saved}, but precision {requested!r} resolves to {used} "
+                         f"on {device.type}; resume it with precision {saved!r} (Config.precision), or pass "
+                         "resume=False to retrain from scratch")
 
 
 def _split_output(out: Mapping[str, Any], step: int) -> tuple[torch.Tensor, dict[str, float | torch.Tensor]]:

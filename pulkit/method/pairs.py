@@ -1,4 +1,5 @@
-"""Pair datasets for the Siamese stages, and the crop cache that makes them fast.
+"""Pair datasets for the Siamese stages, the crop cache that makes them fast, and the uint8 crop store
+that holds them on the training device.
 
 Turns ground-truth boxes (supervised runs) or a mined pairs table (TC) into exemplar / search
 training batches with their label offsets.  Crop geometry, datasets and batch format: docs/modules.md.
@@ -26,6 +27,7 @@ from tqdm.auto import tqdm
 from pulkit.core import paths
 from pulkit.core.config import ModelConfig, check_crop_size
 from pulkit.data import crops
+from pulkit.data.curate import curated_cache
 from pulkit.data.images import read_rgb
 from pulkit.data.sequences import DataError
 
@@ -252,6 +254,74 @@ class CropCache:
             self._bytes -= old.nbytes
 
 
+# --------------------------------------------------------------------------- crop store
+class CropStore:
+    """Crops cut once and held as one N x 3 x S x S uint8 tensor on a device (``data``), gathered there.
+
+    ``crops``: N x S x S x 3 uint8 (numpy or torch, as cut by ``pulkit.data.crops``).  ``window`` takes
+    every row's own square window in one indexing operation on the device; ``batch`` whole crops as
+    float32 raw pixels (the network input).  Sizes at which a stage holds all of its crops: docs/modules.md.
+    """
+
+    def __init__(self, crops: np.ndarray | torch.Tensor, device: str | torch.device = "cpu"):
+        t = torch.from_numpy(np.ascontiguousarray(crops)) if isinstance(crops, np.ndarray) else crops
+        if not isinstance(t, torch.Tensor) or t.dtype != torch.uint8 or t.ndim != 4 or t.shape[-1] != 3 \
+                or t.shape[1] != t.shape[2]:
+            what = f"{tuple(t.shape)} {t.dtype}" if isinstance(t, torch.Tensor) else type(crops).__name__
+            raise ValueError(f"CropStore expects N x S x S x 3 uint8 crops, got {what}")
+        self.data = t.to(device).permute(0, 3, 1, 2).contiguous()
+
+    def __len__(self) -> int:
+        return self.data.shape[0]
+
+    @property
+    def device(self) -> torch.device:
+        return self.data.device
+
+    @property
+    def side(self) -> int:
+        return int(self.data.shape[-1])
+
+    @property
+    def nbytes(self) -> int:
+        return self.data.numel()
+
+    def window(self, rows, top, left, size: int) -> torch.Tensor:
+        """B x 3 x size x size uint8: row ``rows[i]``'s window with top-left pixel ``(top[i], left[i])``
+        (one indexing operation on an accelerator; numpy's strided copies on the CPU)."""
+        rows, top, left = (torch.as_tensor(np.asarray(v), dtype=torch.long).reshape(-1) for v in (rows, top, left))
+        if not len(rows) == len(top) == len(left):
+            raise ValueError(f"window: {len(rows)} rows, {len(top)} tops and {len(left)} lefts")
+        if len(rows) and (int(rows.min()) < 0 or int(rows.max()) >= len(self)):
+            raise IndexError(f"CropStore: row out of range 0..{len(self) - 1}")
+        reach = self.side - int(size)
+        if size < 1 or reach < 0 or (len(rows) and (min(int(top.min()), int(left.min())) < 0
+                                                     or max(int(top.max()), int(left.max())) > reach)):
+            raise ValueError(f"CropStore: a {size} px window must lie inside the {self.side} px crops")
+        if self.device.type == "cpu":               # numpy's strided copies: no index arithmetic, no thread pool
+            a = self.data.numpy()
+            return torch.from_numpy(np.stack([a[i, :, t:t + size, l_:l_ + size]
+                                              for i, t, l_ in zip(rows.tolist(), top.tolist(), left.tolist())]))
+        return gather_windows(self.data, rows, top, left, int(size))
+
+    def batch(self, idx) -> torch.Tensor:
+        """Crops ``idx`` as a float32 B x 3 x S x S tensor of raw 0..255 pixels, on the store's device."""
+        idx = torch.as_tensor(np.asarray(idx), dtype=torch.long).reshape(-1)
+        return self.data[idx.to(self.device)].to(torch.float32)
+
+
+def gather_windows(data: torch.Tensor, rows: torch.Tensor, top: torch.Tensor, left: torch.Tensor,
+                   size: int) -> torch.Tensor:
+    """``data[rows[i], :, top[i]:top[i] + size, left[i]:left[i] + size]`` for every i, stacked, as one
+    advanced-indexing operation on ``data``'s device (N x C x S x S; indices are not checked here)."""
+    dev = data.device
+    span = torch.arange(size, device=dev)
+    r = (top.to(dev).view(-1, 1) + span).view(-1, 1, size, 1)
+    c = (left.to(dev).view(-1, 1) + span).view(-1, 1, 1, size)
+    channels = torch.arange(data.shape[1], device=dev).view(1, -1, 1, 1)
+    return data[rows.to(dev).view(-1, 1, 1, 1), channels, r, c]
+
+
 # --------------------------------------------------------------------------- datasets
 class _PairDataset(abc.ABC):
     """Shared assembly: specs (index, frames, boxes, shift) -> cached entries -> tensors."""
@@ -270,6 +340,8 @@ class _PairDataset(abc.ABC):
         self.stride = int(stride)
         self.geometry = PairGeometry(ez, ix, float(model_cfg.context), int(math.floor(shift_px)))
         self.cache = cache if cache is not None else CropCache()
+        self.store: CropStore | None = None          # set by ``hold``
+        self._rows: dict[tuple[str, bytes], int] = {}
 
     @abc.abstractmethod
     def __len__(self) -> int:
@@ -301,11 +373,15 @@ class _PairDataset(abc.ABC):
         m = self.geometry.margin
         shift = torch.randint(-m, m + 1, (len(indices), 2), generator=generator).numpy()
         items = [(spec["paths"][i][r], spec["boxes"][i, r]) for i in range(len(indices)) for r in (0, 1)]
-        entries = self.cache.get_many(self.geometry, items)
-        z = np.stack([self.geometry.exemplar(entries[2 * i]) for i in range(len(indices))])
-        x = np.stack([self.geometry.search(entries[2 * i + 1], sx, sy) for i, (sx, sy) in enumerate(shift)])
+        if self.store is not None:
+            z, x = self._from_store(items, shift)
+        else:
+            entries = self.cache.get_many(self.geometry, items)
+            z = _to_tensor(np.stack([self.geometry.exemplar(entries[2 * i]) for i in range(len(indices))]))
+            x = _to_tensor(np.stack([self.geometry.search(entries[2 * i + 1], sx, sy)
+                                     for i, (sx, sy) in enumerate(shift)]))
         out = {
-            "z": _to_tensor(z), "x": _to_tensor(x),
+            "z": z, "x": x,
             "centers": torch.from_numpy(-shift.astype(np.float32) / self.stride),
             "shift": torch.from_numpy(shift.astype(np.int64)),
             "index": torch.from_numpy(indices.copy()),
@@ -317,6 +393,41 @@ class _PairDataset(abc.ABC):
     @abc.abstractmethod
     def _all_items(self) -> list[tuple[Path, np.ndarray]]:
         """Every (frame path, box) entry the dataset can ask for."""
+
+    def hold(self, device: str | torch.device = "cpu", progress: bool = True) -> CropStore:
+        """Cut every entry the dataset can ask for once (through the crop cache, each frame decoded once)
+        into one uint8 ``CropStore`` on ``device``; from then on ``batch`` gathers ``z`` and ``x`` there,
+        the same pixels as from the cache, and returns them on ``device`` (the other fields stay on the CPU).
+        """
+        items = self._all_items()
+        rows: dict[tuple[str, bytes], int] = {}
+        for p, b in items:
+            rows.setdefault((str(p), crops.as_boxes(b)[0].tobytes()), len(rows))
+        side = self.geometry.side
+        unique = [(Path(p), np.frombuffer(b, np.float64)) for p, b in rows]
+        by_frame: dict[str, list[int]] = {}
+        for r, (p, _) in enumerate(unique):
+            by_frame.setdefault(str(p), []).append(r)
+        host = np.empty((len(unique), side, side, 3), np.uint8)
+        desc = f"{type(self).__name__} store: {len(unique)} crops, {host.nbytes / 2**20:.0f} MB uint8"
+        for group in tqdm(by_frame.values(), desc=desc, unit="frame", disable=not progress, leave=False):
+            for r, entry in zip(group, self.cache.get_many(self.geometry, [unique[r] for r in group])):
+                host[r] = entry
+        self.store, self._rows = CropStore(host, device), rows
+        return self.store
+
+    def _from_store(self, items: list[tuple[Path, np.ndarray]], shift: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """``z`` and ``x`` of ``items`` (z, x alternating) gathered from the store, float32 on its device."""
+        try:
+            rows = np.array([self._rows[(str(p), crops.as_boxes(b)[0].tobytes())] for p, b in items], np.int64)
+        except KeyError as e:
+            raise DataError(f"{type(self).__name__}: frame {e.args[0][0]} with that box is not in the crop store "
+                            "(the dataset changed after hold(); call hold() again)") from None
+        g, n = self.geometry, len(shift)
+        oz = np.full(n, g.margin + (g.instance_sz - g.exemplar_sz) // 2)
+        z = self.store.window(rows[0::2], oz, oz, g.exemplar_sz)
+        x = self.store.window(rows[1::2], g.margin + shift[:, 1], g.margin + shift[:, 0], g.instance_sz)
+        return z.to(torch.float32), x.to(torch.float32)
 
     def precache(self, progress: bool = True) -> int:
         """Cut every entry the dataset can ask for (each frame decoded once); returns the entry count."""
@@ -366,6 +477,7 @@ class GroundTruthPairs(_PairDataset):
         self._usable = np.array([i for i, v in enumerate(self.valid) if len(v)], dtype=np.int64)
         if not len(self._usable):
             raise DataError("GroundTruthPairs: no sequence has a usable box")
+        self.cache = curated_cache(self.sequences, self.cache)   # curated video: crops from its store (data.curate)
 
     def __len__(self) -> int:
         return len(self.sequences)

@@ -1,4 +1,4 @@
-"""Benchmarks that print figures: ``python -m pulkit.tools.bench tracker | ahm | train [options]``.
+"""Benchmarks that print figures: ``python -m pulkit.tools.bench tracker | ahm | train | loader [options]``.
 
 Each benchmark prints human-readable lines and ends with one JSON object on its last line.
 Speed is measured here, as ratios against a baseline in the same run, never asserted in tests.
@@ -12,6 +12,7 @@ BENCHES = {
     "tracker": "pulkit.tools.bench_tracker",   # whole-loop and network fps, FLOPs, speed-up vs plain eager
     "ahm": "pulkit.tools.bench_ahm",           # AHM batch selection time on a 200,000 x 128 bank
     "train": "pulkit.tools.bench_train",       # training pairs/s per backbone, NR vs BCE step time
+    "loader": "pulkit.tools.bench_loader",     # curated pairs/s per DataLoader worker, workers to feed a GPU
 }
 
 

@@ -1,14 +1,14 @@
-"""Tracker speed: ``python -m pulkit.tools.bench tracker [--backbone alexnet|ciresnet22] [--frames N]``.
+"""Tracker speed: ``python -m pulkit.tools.bench tracker [--backbone alexnet|ciresnet22] [--precision fp32,bf16]``.
 
-Times the optimised ``SiamFCTracker`` against a plain eager one on a bundled sequence and ends with
-one JSON line.  What is measured and how: docs/modules.md.
+Times the optimised ``SiamFCTracker`` (per precision) against a plain eager one on a bundled sequence; with
+``--checkpoint`` also the accuracy of each precision.  Ends with one JSON line.  What and how: docs/modules.md.
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
-import platform
 import statistics
 import time
 
@@ -17,13 +17,19 @@ import torch
 import torch.nn as nn
 from tqdm import tqdm
 
-from pulkit.core.config import ModelConfig, TrackerConfig
+from pulkit.core.config import PRECISIONS, TrackerConfig, load_config
 from pulkit.core.paths import shared_sequences
-from pulkit.data.sequences import read_otb_sequence
-from pulkit.models.net import Net, build_net
+from pulkit.core.results import cpu_model
+from pulkit.data.sequences import load_shared, read_otb_sequence
+from pulkit.evaluation.otb import otb_metrics
+from pulkit.evaluation.powered import eval_pairs, localisation, localisation_summary, paired_diff
+from pulkit.models.net import Net, build_net, load_net
+from pulkit.models.precision import PrecisionError, bf16_backbones, probe_speedup, resolve_precision
 from pulkit.tracking.siamfc import SiamFCTracker
 
 PLAIN = dict(fuse_bn=False, channels_last=False, crop_backend="cv2")   # eager NCHW, BN as separate ops
+ACCURACY_SEQUENCES = "otb/Crossing,otb/Deer,vot/bag"                     # the bundled evaluation sequences
+BF16_XCORR = "bf16_xcorr"   # diagnostic: bf16 with the cross-correlation head under autocast too
 
 
 # --------------------------------------------------------------------------- inputs
@@ -127,7 +133,8 @@ def time_loops(trackers: dict[str, SiamFCTracker], frames: list[np.ndarray], box
 
 
 def time_networks(trackers: dict[str, SiamFCTracker], frame: np.ndarray, box0, iters: int) -> dict[str, np.ndarray]:
-    """Seconds per network pass (phi(x) on the scale batch + xcorr with the template), alternating."""
+    """Seconds per network pass (phi(x) on the scale batch + xcorr with the template, in the tracker's
+    precision), alternating."""
     names = list(trackers)
     inputs = {}
     for k, t in trackers.items():
@@ -140,17 +147,24 @@ def time_networks(trackers: dict[str, SiamFCTracker], frame: np.ndarray, box0, i
                 t = trackers[k]
                 _sync(t.device)
                 t0 = time.perf_counter()
-                t.net.head(t.kernel, t.net.features(inputs[k]))
+                t.net.head(t.kernel, t._features(inputs[k]))
                 _sync(t.device)
                 if i >= 2:
                     times[k].append(time.perf_counter() - t0)
     return {k: np.asarray(v) for k, v in times.items()}
 
 
-def bench_device(net: Net, device: torch.device, frames, box0, repeats: int, net_iters: int) -> dict:
-    """Medians of the optimised and plain paths and the median of their paired per-frame ratios."""
-    trackers = {"optimised": SiamFCTracker(net, TrackerConfig(), device=device),
-                "plain": SiamFCTracker(net, TrackerConfig(**PLAIN), device=device)}
+def optimised_name(precision: str) -> str:
+    """The optimised tracker's name for a resolved precision: ``optimised`` (fp32), ``optimised_bf16``."""
+    return "optimised" if precision == "fp32" else f"optimised_{precision}"
+
+
+def bench_device(net: Net, device: torch.device, frames, box0, repeats: int, net_iters: int,
+                 precisions=("fp32",)) -> dict:
+    """Medians of the optimised path (one per resolved precision) and the plain one, and medians of paired
+    per-frame ratios: plain / the first precision's, and fp32 / bf16 when both run."""
+    trackers = {optimised_name(p): SiamFCTracker(net, TrackerConfig(), device=device, precision=p) for p in precisions}
+    trackers["plain"] = SiamFCTracker(net, TrackerConfig(**PLAIN), device=device)
     loop = time_loops(trackers, frames, box0, repeats)
     netw = time_networks(trackers, frames[0], box0, net_iters)
     out = {}
@@ -159,8 +173,74 @@ def bench_device(net: Net, device: torch.device, frames, box0, repeats: int, net
         out[f"loop_{k}_best"] = float(loop[k].min())
         out[f"loop_{k}_repeats"] = [float(v) for v in np.median(loop[k], axis=1)]
         out[f"net_{k}"] = float(np.median(netw[k]))
-    out["loop_ratio"] = float(np.median(loop["plain"] / loop["optimised"]))
-    out["net_ratio"] = float(np.median(netw["plain"] / netw["optimised"]))
+    first = optimised_name(precisions[0])
+    out["loop_ratio"] = float(np.median(loop["plain"] / loop[first]))
+    out["net_ratio"] = float(np.median(netw["plain"] / netw[first]))
+    if {"optimised", "optimised_bf16"} <= set(trackers):
+        out["bf16_loop_ratio"] = float(np.median(loop["optimised"] / loop["optimised_bf16"]))
+        out["bf16_net_ratio"] = float(np.median(netw["optimised"] / netw["optimised_bf16"]))
+    return out
+
+
+# --------------------------------------------------------------------------- accuracy per precision
+class _AutocastXcorr(nn.Module):
+    """The cross-correlation head run under bf16 autocast (the ``bf16_xcorr`` diagnostic), float32 out."""
+
+    def __init__(self, head: nn.Module, device: torch.device):
+        super().__init__()
+        self.head, self.device_type = head, device.type
+
+    def forward(self, z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(self.device_type, dtype=torch.bfloat16):
+            return self.head(z, x).float()
+
+
+def accuracy_trackers(checkpoint, device: torch.device, precisions, bf16_xcorr: bool) -> dict[str, SiamFCTracker]:
+    """A tracker of ``checkpoint`` per resolved precision (and the ``bf16_xcorr`` diagnostic when asked)."""
+    trackers = {p: SiamFCTracker.from_checkpoint(checkpoint, device=device, precision=p) for p in precisions}
+    if bf16_xcorr:
+        t = SiamFCTracker.from_checkpoint(checkpoint, device=device, precision="bf16")
+        t.net.head = _AutocastXcorr(t.net.head, device)
+        trackers[BF16_XCORR] = t
+    return trackers
+
+
+def track_accuracy(trackers: dict[str, SiamFCTracker], names: list[str], max_frames: int | None) -> dict:
+    """Success AUC of every tracker on each bundled sequence (first ``max_frames`` frames), the trackers
+    alternating frame by frame (each follows its own track), and the seconds of each ``update``."""
+    aucs = {k: {} for k in trackers}
+    times = {k: [] for k in trackers}
+    names_order = list(trackers)
+    for seq in load_shared(names):
+        seq = seq.limit(max_frames)
+        frames = [seq.image(i) for i in tqdm(range(len(seq)), desc=f"decode {seq.name}", leave=False)]
+        boxes = {k: np.tile(seq.boxes[0], (len(seq), 1)) for k in trackers}
+        for t in trackers.values():
+            t.init(frames[0], seq.boxes[0])
+        for i in tqdm(range(1, len(frames)), desc=f"track {seq.name}", leave=False):
+            shift = i % len(names_order)
+            for k in names_order[shift:] + names_order[:shift]:
+                t0 = time.perf_counter()
+                boxes[k][i] = trackers[k].update(frames[i])
+                times[k].append(time.perf_counter() - t0)
+        for k in trackers:
+            aucs[k][seq.name] = otb_metrics(boxes[k], seq.boxes)["success_auc"]
+    return {"auc": aucs, "times": {k: np.asarray(v) for k, v in times.items()}}
+
+
+def localisation_accuracy(checkpoint, device: torch.device, precisions, profile: str, bf16_xcorr: bool) -> dict:
+    """``pulkit.evaluation.powered`` localisation accuracy of ``checkpoint`` on the profile's held-out pairs,
+    per resolved precision (bf16: the backbones under autocast, as training and tracking run them)."""
+    cfg = load_config(profile)
+    pairs = eval_pairs(cfg)
+    net = load_net(checkpoint, device=device)
+    out = {}
+    for p in precisions:
+        with bf16_backbones(net, p, device):
+            out[p] = localisation(net, pairs, device=device)
+    if bf16_xcorr:
+        with torch.autocast(device.type, dtype=torch.bfloat16):
+            out[BF16_XCORR] = localisation(net, pairs, device=device)
     return out
 
 
@@ -168,6 +248,7 @@ def bench_device(net: Net, device: torch.device, frames, box0, repeats: int, net
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m pulkit.tools.bench tracker", description=__doc__.splitlines()[0])
     p.add_argument("--backbone", default="alexnet", choices=["alexnet", "ciresnet22"])
+    p.add_argument("--profile", default="paper", help="crop sizes of this profile (paper: 127 / 255, cpu: 103 / 199)")
     p.add_argument("--frames", type=int, default=120, help="frames of the sequence (first one initialises)")
     p.add_argument("--sequence", default="otb/Skating1", help="bundled OTB-layout sequence")
     p.add_argument("--repeats", type=int, default=3, help="runs over the sequence per path; medians reported")
@@ -175,9 +256,31 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch intra-op threads")
     p.add_argument("--device", default="all", choices=["all", "cpu", "cuda"],
                    help="all: CPU, and CUDA when present")
+    p.add_argument("--precision", default="fp32",
+                   help=f"comma-separated, of {', '.join(PRECISIONS)}: each resolved precision is timed (fp32,bf16: "
+                        "both, interleaved, and their ratio)")
+    p.add_argument("--checkpoint", default=None,
+                   help="a trained checkpoint: also success AUC per precision on --accuracy-sequences")
+    p.add_argument("--accuracy-sequences", default=ACCURACY_SEQUENCES, help="bundled sequences for the AUC")
+    p.add_argument("--accuracy-frames", type=int, default=None,
+                   help="frames per accuracy sequence (default: the profile's data.max_frames)")
+    p.add_argument("--localisation", action="store_true",
+                   help="with --checkpoint: powered localisation accuracy per precision (the profile's held-out pairs)")
+    p.add_argument("--bf16-xcorr", action="store_true",
+                   help="with --checkpoint: also bf16 with the cross-correlation head under autocast (diagnostic)")
     args = p.parse_args(argv)
     if args.frames < 3:
         p.error("--frames must be at least 3")
+    if (args.localisation or args.bf16_xcorr) and not args.checkpoint:
+        p.error("--localisation and --bf16-xcorr need --checkpoint")
+    requested = [x.strip() for x in args.precision.split(",") if x.strip()]
+    bad = [x for x in requested if x not in PRECISIONS]
+    if bad or not requested:
+        p.error(f"--precision takes a comma-separated list of {', '.join(PRECISIONS)}; got {args.precision!r}")
+    try:
+        profile_cfg = load_config(args.profile)
+    except ValueError as e:
+        p.error(str(e))
 
     torch.set_num_threads(args.threads)
     devices = [torch.device("cpu")] if args.device in ("all", "cpu") else []
@@ -186,9 +289,13 @@ def main(argv: list[str] | None = None) -> int:
             devices.append(torch.device("cuda"))
         elif args.device == "cuda":
             p.error("--device cuda: CUDA is not available")
+    try:
+        resolved = {dev.type: list(dict.fromkeys(resolve_precision(x, dev) for x in requested)) for dev in devices}
+    except PrecisionError as e:
+        p.error(str(e))
 
     torch.manual_seed(0)
-    cfg = ModelConfig(backbone=args.backbone)
+    cfg = dataclasses.replace(profile_cfg.model, backbone=args.backbone)
     net = build_net(cfg).eval()
     frames, box0 = load_frames(args.sequence, args.frames)
     scales = TrackerConfig().scale_num
@@ -196,44 +303,107 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"tracker speed: {args.backbone} {cfg.exemplar_sz}/{cfg.instance_sz}, {scales} scales, "
           f"{args.sequence} first {len(frames)} frames, {args.repeats} repeats, torch {torch.__version__}, "
-          f"{args.threads} threads, {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs")
-    print(f"work per frame: {gflops:.2f} GFLOP (3 x {cfg.instance_sz} backbone + xcorr); template {gflops_z:.2f} GFLOP once")
+          f"{args.threads} threads, {cpu_model()}, {os.cpu_count()} CPUs")
+    print(f"work per frame: {gflops:.2f} GFLOP (3 x {cfg.instance_sz} backbone + xcorr); "
+          f"template {gflops_z:.2f} GFLOP once")
+    print("precision: " + "; ".join(f"{d}: {', '.join(requested)} -> {', '.join(r)}" for d, r in resolved.items())
+          + (f" (start-up probe on cpu: bf16 x{probe_speedup('cpu')['speedup']:.2f})"
+             if "auto" in requested and probe_speedup.cache_info().currsize else ""))
 
     results = {}
     load_before = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     for dev in devices:
         peak = sgemm_gflops(dev)
         fma, fma_note = fma_peak_gflops(args.threads) if dev.type == "cpu" else (None, "")
-        r = bench_device(net, dev, frames, box0, args.repeats, args.net_iters)
+        precisions = resolved[dev.type]
+        r = bench_device(net, dev, frames, box0, args.repeats, args.net_iters, precisions)
+        first = optimised_name(precisions[0])
         name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else "CPU"
         print(f"\n[{dev.type}] {name}")
         print(f"  sgemm 4096^2 fp32: {peak:.0f} GFLOP/s (reference peak, measured now)")
         if fma:
             print(f"  FMA theoretical: {fma:.0f} GFLOP/s = {fma_note}")
-        for k in ("optimised", "plain"):
+        for k in [optimised_name(x) for x in precisions] + ["plain"]:
             reps = ", ".join(f"{1e3 * v:.1f}" for v in r[f"loop_{k}_repeats"])
-            print(f"  {k:9s} whole loop {1 / r[f'loop_{k}']:6.2f} fps ({1e3 * r[f'loop_{k}']:.1f} ms/frame median; "
+            print(f"  {k:14s} whole loop {1 / r[f'loop_{k}']:6.2f} fps ({1e3 * r[f'loop_{k}']:.1f} ms/frame median; "
                   f"per repeat {reps}; fastest frame {1e3 * r[f'loop_{k}_best']:.1f} ms)   "
                   f"network {1 / r[f'net_{k}']:6.2f} fps ({1e3 * r[f'net_{k}']:.1f} ms)")
-        net_gflops = gflops / r["net_optimised"]
-        print(f"  network throughput {net_gflops:.0f} GFLOP/s = {100 * net_gflops / peak:.0f} % of sgemm"
-              + (f", {100 * net_gflops / fma:.0f} % of FMA theoretical" if fma else ""))
-        print(f"  speed-up vs plain eager NCHW (median of paired per-frame ratios): whole loop "
+        net_gflops = gflops / r[f"net_{first}"]
+        print(f"  network throughput ({precisions[0]}) {net_gflops:.0f} GFLOP/s = {100 * net_gflops / peak:.0f} % of "
+              "fp32 sgemm" + (f", {100 * net_gflops / fma:.0f} % of FMA theoretical" if fma else ""))
+        print(f"  speed-up vs plain eager NCHW fp32 (median of paired per-frame ratios): whole loop "
               f"x{r['loop_ratio']:.2f}, network x{r['net_ratio']:.2f}; loop time beyond the network "
-              f"{1e3 * (r['loop_optimised'] - r['net_optimised']):.1f} ms")
+              f"{1e3 * (r[f'loop_{first}'] - r[f'net_{first}']):.1f} ms")
+        if "bf16_loop_ratio" in r:
+            print(f"  bf16 vs fp32 (median of paired per-frame ratios): whole loop x{r['bf16_loop_ratio']:.2f}, "
+                  f"network x{r['bf16_net_ratio']:.2f}")
         results[dev.type] = {
-            "whole_loop_fps": 1 / r["loop_optimised"], "network_fps": 1 / r["net_optimised"],
+            "whole_loop_fps": 1 / r[f"loop_{first}"], "network_fps": 1 / r[f"net_{first}"],
             "plain_whole_loop_fps": 1 / r["loop_plain"], "plain_network_fps": 1 / r["net_plain"],
             "speedup_vs_plain": r["loop_ratio"], "network_speedup_vs_plain": r["net_ratio"],
             "sgemm_gflops": peak, "fma_peak_gflops": fma, "fraction_of_sgemm_peak": net_gflops / peak,
+            "precisions": precisions,
+            **{f"whole_loop_fps_{x}": 1 / r[f"loop_{optimised_name(x)}"] for x in precisions},
+            **{f"network_fps_{x}": 1 / r[f"net_{optimised_name(x)}"] for x in precisions},
+            **({"bf16_speedup_whole_loop": r["bf16_loop_ratio"], "bf16_speedup_network": r["bf16_net_ratio"]}
+               if "bf16_loop_ratio" in r else {}),
         }
+    main_dev = "cuda" if "cuda" in results else "cpu"
+    accuracy = None
+    if args.checkpoint:
+        accuracy = _accuracy(args, torch.device(main_dev), resolved[main_dev], profile_cfg)
     if load_before is not None:
         print(f"\nload average (1 min) at start {load_before:.2f}, at end {os.getloadavg()[0]:.2f} "
               f"on {os.cpu_count()} CPUs: above ~1 the figures include other jobs' time")
-    main_dev = "cuda" if "cuda" in results else "cpu"
-    summary = {"backbone": args.backbone, "device": main_dev, "gflops_per_frame": gflops,
+    summary = {"backbone": args.backbone, "device": main_dev, "gflops_per_frame": gflops, "cpu_model": cpu_model(),
+               "crops": [cfg.exemplar_sz, cfg.instance_sz], "precision_requested": requested,
                "frames": len(frames), "threads": args.threads, "load_average_start": load_before,
                **{k: results[main_dev][k] for k in ("whole_loop_fps", "network_fps", "speedup_vs_plain")},
-               "per_device": results}
+               **{k: results[main_dev][k] for k in ("bf16_speedup_whole_loop", "bf16_speedup_network")
+                  if k in results[main_dev]},
+               "per_device": results, **({"accuracy": accuracy} if accuracy is not None else {})}
     print(json.dumps(summary, sort_keys=True, default=float))
     return 0
+
+
+def _accuracy(args, device: torch.device, precisions: list[str], profile_cfg) -> dict:
+    """The ``--checkpoint`` part: success AUC and whole-loop speed per precision; localisation when asked."""
+    names = [x.strip() for x in args.accuracy_sequences.split(",") if x.strip()]
+    max_frames = args.accuracy_frames if args.accuracy_frames is not None else profile_cfg.data.max_frames
+    trackers = accuracy_trackers(args.checkpoint, device, precisions, args.bf16_xcorr)
+    print(f"\naccuracy: {args.checkpoint} on {', '.join(names)} (first {max_frames or 'all'} frames each), "
+          f"trackers alternating frame by frame on {device.type}")
+    acc = track_accuracy(trackers, names, max_frames)
+    out: dict = {"checkpoint": str(args.checkpoint), "sequences": names, "max_frames": max_frames}
+    base = precisions[0]
+    for k in trackers:
+        mean_auc = float(np.mean(list(acc["auc"][k].values())))
+        fps = 1 / float(np.median(acc["times"][k]))
+        per = ", ".join(f"{n} {v:.3f}" for n, v in acc["auc"][k].items())
+        print(f"  {k:10s} success AUC mean {mean_auc:.3f} ({per}); whole loop {fps:.1f} fps (median frame)")
+        out[k] = {"success_auc": acc["auc"][k], "mean_success_auc": mean_auc, "whole_loop_fps": fps}
+    for k in trackers:
+        if k != base:
+            ratio = float(np.median(acc["times"][base] / acc["times"][k]))
+            diff = out[k]["mean_success_auc"] - out[base]["mean_success_auc"]
+            print(f"  {k} vs {base}: success AUC {diff:+.3f}, whole loop x{ratio:.2f} (median of paired frames)")
+            out[k].update({"auc_diff_vs_" + base: diff, "speedup_vs_" + base: ratio})
+    if args.localisation:
+        cfg = profile_cfg
+        print(f"localisation: {cfg.eval.heldout_pairs} held-out pairs of {cfg.eval.heldout_videos} videos "
+              f"({args.profile} profile, crops {cfg.model.exemplar_sz} / {cfg.model.instance_sz})")
+        t0 = time.perf_counter()
+        loc = localisation_accuracy(args.checkpoint, device, precisions, args.profile, args.bf16_xcorr)
+        for k, v in loc.items():
+            summ = localisation_summary(v)
+            line = (f"  {k:10s} accuracy {summ['accuracy']:.4f} +- {summ['accuracy_se']:.4f}, "
+                    f"error {summ['error_px']:.2f} px")
+            if k != base:
+                d = paired_diff(v["hit"].astype(float), loc[base]["hit"].astype(float))
+                changed = int((v["hit"] != loc[base]["hit"]).sum())
+                line += f"; vs {base}: {d['diff']:+.4f} +- {d['se']:.4f} ({changed} of {len(v['hit'])} pairs change)"
+                summ.update({"diff_vs_" + base: d["diff"], "diff_se": d["se"], "pairs_changed": changed})
+            print(line)
+            out.setdefault("localisation", {})[k] = summ
+        print(f"  ({time.perf_counter() - t0:.0f} s)")
+    return out

@@ -20,6 +20,7 @@ from pulkit.data.crops import crop, mean_color, xywh_to_cxcywh
 from pulkit.data.images import to_rgb
 from pulkit.models.backbones import BACKBONES, build_backbone
 from pulkit.models.net import Net, fuse_bn, load_checkpoint, load_net, resolve_device
+from pulkit.models.precision import bf16_weights, infer, resolve_precision
 
 _DEFAULTED = ("scale_step", "scale_penalty", "scale_lr", "window_influence")
 
@@ -65,7 +66,9 @@ class SiamFCTracker(Tracker):
 
     ``model_cfg`` sets the crop geometry (exemplar / instance size, context); None: the net's own.
     The tracker runs an inference copy of ``net`` (BN folded, channels_last): training ``net``
-    afterwards does not change this tracker.
+    afterwards does not change this tracker.  ``precision`` (``fp32 | bf16 | auto``, resolved with
+    ``pulkit.models.precision.resolve_precision`` into ``self.precision``): bf16 runs the backbone of
+    the inference copy in bf16 (``bf16_weights``); the cross-correlation and everything after it stay fp32.
 
     After each ``update``: ``last_responses`` (S x R x R raw logits, every scale),
     ``last_scale_id`` (index of the chosen scale), ``last_scale`` (its factor ``step^k``) and
@@ -73,7 +76,7 @@ class SiamFCTracker(Tracker):
     """
 
     def __init__(self, net: Net, tracker_cfg: TrackerConfig | None = None, model_cfg: ModelConfig | None = None,
-                 device="auto", name: str | None = None):
+                 device="auto", name: str | None = None, precision: str = "fp32"):
         arch = net.arch
         backbone = arch["backbone"]
         if model_cfg is not None and model_cfg.backbone != backbone:
@@ -83,6 +86,7 @@ class SiamFCTracker(Tracker):
         self.instance_sz = model_cfg.instance_sz if model_cfg else arch["instance_sz"]
         self.context = model_cfg.context if model_cfg else arch["context"]
         self.device = resolve_device(self.cfg.device if device in (None, "auto") else device)
+        self.precision = resolve_precision(precision, self.device)
         self.crop_backend = self.cfg.crop_backend
         if self.crop_backend == "auto":
             self.crop_backend = "torch" if self.device.type == "cuda" else "cv2"
@@ -102,7 +106,8 @@ class SiamFCTracker(Tracker):
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def from_checkpoint(cls, path: str | os.PathLike, device="auto", **tracker_overrides) -> "SiamFCTracker":
+    def from_checkpoint(cls, path: str | os.PathLike, device="auto", precision: str = "fp32",
+                        **tracker_overrides) -> "SiamFCTracker":
         """A tracker for a pulkit checkpoint: network from its ``arch``, tracker config from its
         ``config`` (defaults when it has none), then ``tracker_overrides`` (unknown keys: ConfigError)."""
         dev = resolve_device(device)
@@ -114,13 +119,15 @@ class SiamFCTracker(Tracker):
         mcfg = ModelConfig(backbone=arch["backbone"], exemplar_sz=arch["exemplar_sz"],
                            instance_sz=arch["instance_sz"], context=arch["context"],
                            head_scale=arch["head_scale"], head_bias=arch["head_bias"])
-        return cls(net, tcfg, mcfg, device=dev)
+        return cls(net, tcfg, mcfg, device=dev, precision=precision)
 
     def _inference_net(self, net: Net) -> Net:
         inf = fuse_bn(net) if self.cfg.fuse_bn else copy.deepcopy(net).eval()
         inf = inf.to(self.device)
         if self.cfg.channels_last:
             inf = inf.to(memory_format=torch.channels_last)
+        if self.precision == "bf16":
+            bf16_weights(inf.backbone)
         return inf
 
     # ------------------------------------------------------------------ got10k interface
@@ -140,7 +147,7 @@ class SiamFCTracker(Tracker):
         self.avg_color = mean_color(img)
         self._border = torch.tensor(self.avg_color, dtype=torch.float32, device=self.device)
         z = self._crops(img, [self.init_z_sz], self.exemplar_sz)
-        self.kernel = self.net.features(z)
+        self.kernel = self._features(z)
         self.last_responses = self.last_response = self.last_scale_id = self.last_scale = None
 
     @torch.inference_mode()
@@ -152,7 +159,7 @@ class SiamFCTracker(Tracker):
         H, W = img.shape[:2]
         x_sz = self.init_x_sz * self.size_factor
         x = self._crops(img, x_sz * self.scale_factors, self.instance_sz)
-        responses = self.net.head(self.kernel, self.net.features(x))[:, 0].float().cpu().numpy()
+        responses = self.net.head(self.kernel, self._features(x))[:, 0].float().cpu().numpy()
 
         up = self.upscale_sz
         upsampled = np.stack([cv2.resize(r, (up, up), interpolation=cv2.INTER_CUBIC) for r in responses])
@@ -181,6 +188,10 @@ class SiamFCTracker(Tracker):
         return np.array([self.center[0] - (w - 1) / 2, self.center[1] - (h - 1) / 2, w, h])
 
     # ------------------------------------------------------------------ internals
+    def _features(self, crops: torch.Tensor) -> torch.Tensor:
+        """phi(crops) of the inference net in ``self.precision``, as float32 (fp32: the plain call)."""
+        return infer(self.net.features, crops, self.precision)
+
     def _best_scale(self, upsampled: np.ndarray) -> int:
         """Index of the best scale after penalising every changed scale's peak.
 
@@ -257,8 +268,9 @@ def _tracking_net(ckpt: dict, path, device) -> Net:
         raise ValueError(f"{path}: checkpoint arch names a {named} network but {held}") from None
 
 
-def load_tracker(name: str, checkpoint: str | os.PathLike, device: str = "auto") -> SiamFCTracker:
+def load_tracker(name: str, checkpoint: str | os.PathLike, device: str = "auto",
+                 precision: str = "fp32") -> SiamFCTracker:
     """A ``SiamFCTracker`` for ``checkpoint`` named ``name`` (the name is part of its result key)."""
-    tracker = SiamFCTracker.from_checkpoint(checkpoint, device=device)
+    tracker = SiamFCTracker.from_checkpoint(checkpoint, device=device, precision=precision)
     tracker.name = name
     return tracker
