@@ -21,4 +21,6 @@ def test_tune_scores_each_rate_on_tuning_pairs_and_records_it(tmp_path, monkeypa
     tune.tune("smoke", "supervised", [0.01], pairs=16, progress=False, device="cpu")   # replaces, keeps the other
     assert sorted(r["lr"] for r in read_json(tmp_path / "docs" / "smoke.json")["records"]) == [0.001, 0.01]
     with pytest.raises(ValueError, match="unknown stage"):
-        tune.tune("smoke", "tc", [0.01])
+        tune.tune("smoke", "mining", [0.01])
+    with pytest.raises(artifacts.MissingResultsError, match="01_background_discrimination"):
+        tune.tune("smoke", "tc", [0.01], pairs=16, progress=False, device="cpu")   # needs the run's BD model

@@ -1,8 +1,8 @@
 """Choose a profile's learning rates on the tuning split (synthetic videos of seed 4000), never on evaluation data.
 
 ``python -m pulkit.tools.tune --profile cpu --stage bd --lr 0.003 0.01 0.03`` trains the stage at each
-rate with the profile's schedule and step count, scores localisation on held-out tuning pairs and
-writes ``artifacts.tuning_path(profile)`` (one record per stage and rate, with the seed and config).
+rate with the profile's schedule and step count (``tc``: round 1 on the run's round-1 pairs, from its BD
+checkpoint), scores localisation on held-out tuning pairs and writes ``artifacts.tuning_path(profile)``.
 """
 from __future__ import annotations
 
@@ -20,9 +20,10 @@ from pulkit.evaluation.powered import clean_pairs, heldout_videos, localisation,
 from pulkit.method.bd import train_bd
 from pulkit.method.reference import random_bn
 from pulkit.method.supervised import supervised_sequences, train_supervised
+from pulkit.method.tc import train_tc_round
 from pulkit.models.net import load_net
 
-STAGES = ("bd", "supervised")
+STAGES = ("bd", "tc", "supervised")
 
 
 def tune(profile: str, stage: str, lrs: Sequence[float], pairs: int = 2000, seed: int = 0,
@@ -41,6 +42,12 @@ def tune(profile: str, stage: str, lrs: Sequence[float], pairs: int = 2000, seed
         ckpt = out_dir / f"{stage}_lr{lr:g}_s{seed}.pt"
         if stage == "bd":
             train_bd(cfg, training_video(cfg), ckpt, device=device, progress=progress)
+        elif stage == "tc":     # round 1 of the profile's schedule, on the pairs its BD model mined
+            init, table = artifacts.bd_checkpoint(profile), artifacts.pairs_table(profile, 1)
+            for f, nb in ((init, "01"), (table, "02")):
+                if not f.is_file():
+                    raise artifacts.missing(f, profile, "input of the TC learning-rate search")
+            train_tc_round(cfg, init, table, training_video(cfg), 1, ckpt, device=device, progress=progress)
         else:
             train_supervised(cfg, supervised_sequences(cfg), ckpt, loss="bce", device=device, progress=progress)
         summary = localisation_summary(localisation(load_net(ckpt, device), tune_pairs))
