@@ -51,9 +51,10 @@ def reference_trackers(cfg, device: str = "auto", sequences=None, resnet: bool =
     for name, backbone in ((RANDOM_BN, "alexnet"), (RANDOM_BN_RES, "ciresnet22"))[:2 if resnet else 1]:
         model_cfg = dataclasses.replace(cfg.model, backbone=backbone)
         out[name] = SiamFCTracker(random_bn(cfg, seqs, backbone, device), cfg.tracker, model_cfg, device=device,
-                                  name=name)
+                                  name=name, precision=cfg.precision)
     out[RAW_INIT] = SiamFCTracker(raw_init(cfg, "alexnet"), cfg.tracker,
-                                  dataclasses.replace(cfg.model, backbone="alexnet"), device=device, name=RAW_INIT)
+                                  dataclasses.replace(cfg.model, backbone="alexnet"), device=device, name=RAW_INIT,
+                                  precision=cfg.precision)
     return out
 
 
@@ -111,7 +112,7 @@ def tracker_set(profile: str, cfg, device: str = "auto") -> TrackerSet:
             aliases[name] = first_of[real]
             continue
         first_of[real] = name
-        trackers[name] = load_tracker(name, path, device)
+        trackers[name] = load_tracker(name, path, device, precision=cfg.precision)
     trackers.update(reference_trackers(cfg, device, resnet="ResPUL" in present))   # ResPUL's paired reference
     return TrackerSet(trackers, aliases, present, missing)
 

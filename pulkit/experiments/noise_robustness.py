@@ -753,7 +753,7 @@ def default_picks(cfg, eval_sequences) -> list[tuple[str, int]]:
 
 def make_tracker(cfg, ckpt, name: str, device="auto"):
     """``SiamFCTracker`` for a checkpoint, with ``cfg.tracker``'s rules (None fields: the backbone's)."""
-    return SiamFCTracker(load_net(ckpt, device=device), cfg.tracker, device=device, name=name)
+    return SiamFCTracker(load_net(ckpt, device=device), cfg.tracker, device=device, name=name, precision=cfg.precision)
 
 
 def _track_to(tracker, seq: Sequence, frame: int) -> tuple[np.ndarray, np.ndarray]:
