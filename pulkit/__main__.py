@@ -16,6 +16,23 @@ from pulkit.core.config import PROFILES
 # load the notebook runner, every figure module and matplotlib first.
 
 
+PROFILE_CHOICES = " | ".join(PROFILES)
+
+
+def runner_options(parser: argparse.ArgumentParser) -> None:
+    """The notebook runner's options that ``reproduce`` and ``sweep`` share."""
+    parser.add_argument("--kernel", help="Jupyter kernel name (default: a 'pulkit' kernelspec running this Python)")
+    parser.add_argument("--notebooks", type=Path, help="notebooks folder (default: the project's notebooks/)")
+
+
+def unknown_profile(command: str, profile: str) -> bool:
+    """Say so (exit code 2 follows) when ``profile`` is not one of ``PROFILES``."""
+    if profile in PROFILES:
+        return False
+    print(f"pulkit {command}: unknown profile {profile!r}; valid: {', '.join(PROFILES)}", file=sys.stderr)
+    return True
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pulkit", description="pulkit: reproduce PUL (CVPR 2021) from notebooks.")
     sub = parser.add_subparsers(dest="command")
@@ -28,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      "notebook re-runs when it is stale: its cells, the package, the parameters or "
                                      "the outputs of a notebook it read changed. Exit 0: all ran or were up to date; 1: a notebook "
                                      "failed; 2: bad arguments; 3: expected notebooks are missing.")
-    rep.add_argument("--profile", default="cpu", help="smoke | cpu | paper (default cpu); injected as PROFILE")
+    rep.add_argument("--profile", default="cpu", help=f"{PROFILE_CHOICES} (default cpu); injected as PROFILE")
     rep.add_argument("--force", action="store_true", help="re-run every selected notebook")
     rep.add_argument("--only", nargs="+", metavar="NN", help="run only these notebooks (numbers or names)")
     rep.add_argument("--from", dest="start", metavar="NN", help="re-run NN and every notebook after it")
@@ -36,8 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
                      metavar=("NAME", "VALUE"),
                      help="inject NAME=VALUE into every notebook's parameters cell; VALUE is a Python literal "
                           "(3, 0.5, True, None, [1, 2]) or else a string")
-    rep.add_argument("--kernel", help="Jupyter kernel name (default: a 'pulkit' kernelspec running this Python)")
-    rep.add_argument("--notebooks", type=Path, help="notebooks folder (default: the project's notebooks/)")
+    runner_options(rep)
 
     fig = sub.add_parser("figures", help="re-export every registered figure from saved results",
                          description="Rebuild every figure in pulkit.figures.registry.FIGURES from results/<profile>/ "
@@ -54,14 +70,13 @@ def build_parser() -> argparse.ArgumentParser:
                                      "mean +- SE per key number over SEED and figures with per-seed bands to "
                                      "results/sweeps/<profile>/<sweep>/. Exit 0: every point ran or was up to "
                                      "date; 1: a point failed (the others still ran and are aggregated).")
-    swp.add_argument("--profile", default="cpu", help="smoke | cpu | paper (default cpu)")
+    swp.add_argument("--profile", default="cpu", help=f"{PROFILE_CHOICES} (default cpu)")
     swp.add_argument("--only", nargs="+", required=True, metavar="NN", help="the notebooks whose numbers it aggregates")
     swp.add_argument("-p", "--parameter", dest="parameters", nargs="+", action="append", default=[],
                      metavar="NAME VALUE", help="a swept parameter and its values, e.g. -p SEED 0 1 2 (repeatable: "
                                                 "the grid is every combination); values are Python literals")
     swp.add_argument("--force", action="store_true", help="re-run every point's notebooks")
-    swp.add_argument("--kernel", help="Jupyter kernel name (default: a 'pulkit' kernelspec running this Python)")
-    swp.add_argument("--notebooks", type=Path, help="notebooks folder (default: the project's notebooks/)")
+    runner_options(swp)
 
     exp = sub.add_parser("explore", help="open an interactive copy of a notebook in JupyterLab",
                          description="Write a copy of notebook NN with INTERACTIVE = True and the run's parameters "
@@ -70,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      "$LAB_ARGS). The tracked notebooks and the run's staleness records stay as "
                                      "they are. Exit 0: written (and the server stopped cleanly); 2: bad arguments.")
     exp.add_argument("notebook", metavar="NN", help="notebook number or name (05, 05_sectionB_taylor)")
-    exp.add_argument("--profile", default="cpu", help="smoke | cpu | paper (default cpu)")
+    exp.add_argument("--profile", default="cpu", help=f"{PROFILE_CHOICES} (default cpu)")
     exp.add_argument("-p", "--parameter", dest="parameters", nargs=2, action="append", default=[],
                      metavar=("NAME", "VALUE"), help="a run parameter, as for `pulkit reproduce` (e.g. -p SEED 1)")
     exp.add_argument("--no-lab", action="store_true", help="only write the copy and print its path")
@@ -100,9 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
 def cmd_reproduce(args: argparse.Namespace) -> int:
     from pulkit.tools import reproduce as rp
 
-    if args.profile not in PROFILES:
-        print(f"pulkit reproduce: unknown profile {args.profile!r}; valid: {', '.join(PROFILES)}", file=sys.stderr)
-        return rp.EXIT_USAGE
+    if unknown_profile("reproduce", args.profile):
+        return 2
     names = [name for name, _ in args.parameters]
     if "PROFILE" in names:
         print("pulkit reproduce: set the profile with --profile, not -p PROFILE", file=sys.stderr)
@@ -149,9 +163,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from pulkit.tools import reproduce as rp
     from pulkit.tools import sweep as sw
 
-    if args.profile not in PROFILES:
-        print(f"pulkit sweep: unknown profile {args.profile!r}; valid: {', '.join(PROFILES)}", file=sys.stderr)
-        return rp.EXIT_USAGE
+    if unknown_profile("sweep", args.profile):
+        return 2
     bad = [p[0] for p in args.parameters if len(p) < 2]
     if bad:
         print(f"pulkit sweep: -p {bad[0]} needs at least one value (-p NAME VALUE [VALUE ...])", file=sys.stderr)
@@ -177,9 +190,8 @@ def cmd_explore(args: argparse.Namespace) -> int:
     from pulkit.tools import lab
     from pulkit.tools import reproduce as rp
 
-    if args.profile not in PROFILES:
-        print(f"pulkit explore: unknown profile {args.profile!r}; valid: {', '.join(PROFILES)}", file=sys.stderr)
-        return rp.EXIT_USAGE
+    if unknown_profile("explore", args.profile):
+        return 2
     params = {name: rp.parse_value(value) for name, value in args.parameters}
     try:
         return ex.explore(args.notebook, args.profile, params, open_lab=not args.no_lab,
@@ -194,8 +206,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     from pulkit.data import curate, inventory
     from pulkit.data.sequences import DataError
 
-    if args.profile not in PROFILES:
-        print(f"pulkit prepare: unknown profile {args.profile!r}; valid: {', '.join(PROFILES)}", file=sys.stderr)
+    if unknown_profile("prepare", args.profile):
         return 2
     cfg = load_config(args.profile) if args.seed is None else load_config(args.profile, seed=args.seed)
     try:

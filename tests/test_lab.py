@@ -3,6 +3,7 @@ with LAB_ARGS passed through, and a real server that answers with its token."""
 from __future__ import annotations
 
 import json
+import re
 import socket
 import sys
 import urllib.error
@@ -46,10 +47,11 @@ def test_install_kernelspec_writes_once_and_refuses_a_shadowing_spec(prefix, mon
 
     shadow = prefix / "shadow" / "kernels" / "pulkit" / "kernel.json"
     shadow.parent.mkdir(parents=True)
-    shadow.write_text(json.dumps({**lab.kernel_spec(), "argv": ["/opt/other/bin/python", "-m", "ipykernel_launcher",
+    other = str(prefix / "other" / "bin" / "python")                 # an interpreter that is not this one
+    shadow.write_text(json.dumps({**lab.kernel_spec(), "argv": [other, "-m", "ipykernel_launcher",
                                                                  "-f", "{connection_file}"]}))
     monkeypatch.setenv("JUPYTER_PATH", str(prefix / "shadow"))
-    with pytest.raises(lab.LabError, match="runs /opt/other/bin/python, not"):
+    with pytest.raises(lab.LabError, match=f"runs {re.escape(other)}, not"):
         lab.install_kernelspec()
 
 

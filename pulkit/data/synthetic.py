@@ -393,25 +393,3 @@ def generate_once(params: dict, splits: dict[str, tuple[int, int]]) -> dict[str,
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return out
-    base.mkdir(parents=True, exist_ok=True)
-    _remove_dead_temps(base, key)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{key}.tmp-{os.getpid()}-", dir=base))
-    try:
-        p = params
-        generate_split(tmp / "train", p["train_videos"], p["frames"], p["width"], p["height"], p["train_seed"], p["distractors"])
-        generate_split(tmp / "val", p["val_videos"], p["frames"], p["width"], p["height"], p["val_seed"], p["distractors"])
-        files = {str(f.relative_to(tmp)): f.stat().st_size for f in sorted(tmp.rglob("*")) if f.is_file()}
-        (tmp / "manifest.json").write_text(json.dumps({"params": params, "files": files}, indent=1, sort_keys=True))
-        if final.exists():  # an incomplete or outdated folder: move it aside, then replace it
-            stale = Path(tempfile.mkdtemp(prefix=f".{key}.stale-", dir=base))
-            os.replace(final, stale / "old")
-            shutil.rmtree(stale, ignore_errors=True)
-        try:
-            os.rename(tmp, final)
-        except OSError:
-            if not _manifest_ok(final, params):  # another process did not win the race either
-                raise
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    return splits

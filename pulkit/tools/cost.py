@@ -24,7 +24,6 @@ from pulkit.experiments import background_discrimination as bdx
 from pulkit.experiments import noise_robustness as nzx
 from pulkit.models.backbones import build_backbone
 
-BACKBONES = ("alexnet", "ciresnet22")
 RES_TRACKERS = ("ResPUL", "SiamDW (supervised)")   # trained trackers on CIResNet-22; every other one is AlexNet
 
 
@@ -382,7 +381,7 @@ def stages(cfg, a: Assumptions | None = None) -> list[Stage]:
     trackers = {n: ("ciresnet22" if n in RES_TRACKERS else "alexnet") for n in trained} | refs
     for bench, videos in (("OTB protocol", ds.eval_otb), ("GOT-10k protocol", ds.eval_got10k),
                           ("VOT protocol", ds.eval_vot)):
-        for bb in BACKBONES:
+        for bb in artifacts.BACKBONES:
             names = [n for n, b in trackers.items() if b == bb
                      and not (bench == "OTB protocol" and not paper_vot and n in artifacts.MAIN_TRACKERS)]
             if names and videos.frames:
