@@ -193,6 +193,24 @@ def test_localisation_uses_eval_mode(pairs):
     np.testing.assert_allclose(in_train["error_px"], in_eval["error_px"], atol=1.5)
 
 
+def test_localisation_of_a_bf16_tracker_net(pairs):
+    """A bf16 tracker's ``net`` (conv weights in bf16, as ``SiamFCTracker`` builds it) is scored as the
+    tracker runs it (phi in bf16, xcorr in fp32) rather than failing on a float input: the 07 claims
+    cell failed this way in CI on a CPU where ``auto`` resolved to bf16."""
+    from pulkit.models.net import fuse_bn
+    from pulkit.models.precision import bf16_weights
+    torch.manual_seed(0)
+    net = build_net(CFG.model).eval()
+    sub = pw.PairSet(pairs.z[:8], pairs.x[:8], pairs.offset[:8], pairs.video[:8])
+    tracker_net = fuse_bn(net)
+    bf16_weights(tracker_net.backbone)
+    low = pw.localisation(tracker_net, sub, device="cpu")
+    full = pw.localisation(net, sub, device="cpu")
+    assert any(p.dtype == torch.bfloat16 for p in tracker_net.parameters())
+    assert np.isfinite(low["error_px"]).all()
+    assert np.median(np.abs(low["error_px"] - full["error_px"])) <= 8.0    # same peak give or take a cell
+
+
 # --------------------------------------------------------------------------- statistics
 def test_paired_diff_by_hand():
     t, c = [1.0, 2.0, 4.0, 3.0], [0.0, 2.5, 1.0, 3.0]        # d = 1, -0.5, 3, 0

@@ -26,6 +26,7 @@ from pulkit.data.synthetic import GENERATOR_VERSION, generate_once
 from pulkit.evaluation.otb import otb_metrics
 from pulkit.method.mining import mining_quality
 from pulkit.models.net import fuse_bn, resolve_device
+from pulkit.models.precision import infer
 
 EVAL_SEED = 5000          # the held-out evaluation split (training 1000, validation 2000; 3000 tuned AHM separation)
 TUNE_SEED = 4000          # the tuning split: only to choose schedules, never to report
@@ -178,7 +179,8 @@ def localisation(net, pairs: PairSet, r_pos: float | None = None, batch_size: in
     ``net.training`` is saved and restored), under ``torch.inference_mode``, in batches.  The
     R x R logits are upsampled bicubically (corner-aligned) to ``(R - 1) * 8 + 1`` px so cell ``i``
     is displacement ``(i - (R - 1) / 2) * 8``; the argmax is the prediction (no cosine window, one
-    scale).  Returns ``hit`` (bool N: within ``r_pos`` px, default 16, Euclidean) and ``error_px``.
+    scale).  A net whose weights are bf16 (``SiamFCTracker.net`` under precision bf16) is run as the
+    tracker runs it: features in bf16, the cross-correlation in fp32.  Returns ``hit`` (bool N: within ``r_pos`` px, default 16, Euclidean) and ``error_px``.
     """
     r_pos = 16.0 if r_pos is None else float(r_pos)
     if batch_size < 1:
@@ -187,6 +189,7 @@ def localisation(net, pairs: PairSet, r_pos: float | None = None, batch_size: in
     was_training = net.training
     try:
         inf = fuse_bn(net).to(dev)                      # an eval-mode copy: the caller's net is untouched
+        bf16 = any(p.dtype == torch.bfloat16 for p in inf.parameters())   # a bf16 tracker's ``net``
         fmt = torch.channels_last if dev.type == "cpu" else torch.contiguous_format
         pred = np.empty((len(pairs), 2), np.float64)
         sz, sx = pairs.z.shape[-1], pairs.x.shape[-1]
@@ -195,7 +198,10 @@ def localisation(net, pairs: PairSet, r_pos: float | None = None, batch_size: in
                 hi = min(lo + batch_size, len(pairs))
                 zb = pairs.z[lo:hi].to(dev).float().contiguous(memory_format=fmt)
                 xb = pairs.x[lo:hi].to(dev).float().contiguous(memory_format=fmt)
-                logits = inf(zb, xb).float()
+                if bf16:                                # as SiamFCTracker: phi in bf16, the xcorr in fp32
+                    logits = inf.head(infer(inf.features, zb, "bf16"), infer(inf.features, xb, "bf16")).float()
+                else:
+                    logits = inf(zb, xb).float()
                 r = logits.shape[-1]
                 if logits.shape[-2] != r or r != (sx - sz) // STRIDE + 1:
                     raise ValueError(f"response {tuple(logits.shape[-2:])} does not fit crops {sz} / {sx} at "
