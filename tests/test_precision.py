@@ -120,6 +120,28 @@ def test_bf16_tracking_agrees_with_fp32(native, deer):
     assert sum(d <= 1.0 for d in box_diff) >= len(box_diff) - 1, box_diff   # px; one peak may flip
 
 
+def test_bf16_mining_agrees_with_fp32(shared_root):
+    """The miner runs phi in bf16 as the tracker does (the xcorr and the response in fp32), and its tracks
+    stay within a few px of fp32's; 'auto' is refused (mining takes a resolved precision)."""
+    from pulkit.core.config import MiningConfig
+    from pulkit.data.sequences import Sequence
+    from pulkit.method import mining
+
+    seq = read_otb_sequence(shared_root / "otb" / "Deer")
+    seq = Sequence("Deer", seq.frames[:9], boxes=seq.boxes[:9])
+    mcfg, model = MiningConfig(scale_num=1, start_stride=4), ModelConfig(exemplar_sz=103, instance_sz=199)
+    inf, _, _ = mining._prepare(_net(), mcfg, model, "cpu", "bf16")
+    assert any(p.dtype == torch.bfloat16 for p in inf.backbone.parameters())      # phi runs in bf16
+    assert all(p.dtype == torch.float32 for p in inf.head.parameters())
+    q = {p: mining.mining_quality(_net(), [seq], mcfg, model, ks=(2, 4), device="cpu", progress=False, precision=p)
+         for p in ("fp32", "bf16")}
+    a, b = (q[p][q[p]["sequence"] == "Deer"].set_index("k") for p in ("fp32", "bf16"))
+    assert (a["n"] == b["n"]).all() and a["n"].min() >= 1
+    assert (np.abs(a["center_error"] - b["center_error"]) <= 4.0).all(), (a["center_error"], b["center_error"])
+    with pytest.raises(ValueError, match="resolved precision"):
+        mining.mining_quality(_net(), [seq], mcfg, model, ks=(2,), device="cpu", progress=False, precision="auto")
+
+
 def test_bf16_weights_compute_what_autocast_computes():
     net = fuse_bn(_net()).to(memory_format=torch.channels_last)
     x = (255 * torch.rand(2, 3, 199, 199)).contiguous(memory_format=torch.channels_last)

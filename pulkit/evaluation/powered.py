@@ -26,7 +26,7 @@ from pulkit.data.synthetic import GENERATOR_VERSION, generate_once
 from pulkit.evaluation.otb import otb_metrics
 from pulkit.method.mining import mining_quality
 from pulkit.models.net import fuse_bn, resolve_device
-from pulkit.models.precision import infer
+from pulkit.models.precision import infer, resolve_precision
 
 EVAL_SEED = 5000          # the held-out evaluation split (training 1000, validation 2000; 3000 tuned AHM separation)
 TUNE_SEED = 4000          # the tuning split: only to choose schedules, never to report
@@ -297,13 +297,14 @@ def mining_error(net, cfg, sequences, k: int = 10, device="auto") -> np.ndarray:
     """Per-video mean centre error (frame px) of ``net``'s mining at offset ``k`` (``mining_quality``).
 
     Seeds are ground-truth boxes every ``cfg.mining.start_stride`` frames; the raw forward track
-    (no response / FB filter) is scored against the label at ``t + k``.  NaN for a video where no
+    (no response / FB filter) is scored against the label at ``t + k``; the matcher runs in ``cfg.precision``.  NaN for a video where no
     seed reaches a labelled frame ``t + k`` (too short, or boxes missing).
     """
     sequences = list(sequences)
     if not sequences:
         return np.zeros(0)
-    table = mining_quality(net, sequences, cfg.mining, cfg.model, ks=(int(k),), device=device, progress=False)
+    table = mining_quality(net, sequences, cfg.mining, cfg.model, ks=(int(k),), device=device, progress=False,
+                           precision=resolve_precision(cfg.precision, device))
     rows = table.iloc[:len(sequences)]               # one row per video, in order, then the "mean" row
     if list(rows["sequence"]) != [str(s.name) for s in sequences]:
         raise RuntimeError("mining_quality's rows do not follow the videos one to one")

@@ -36,6 +36,7 @@ from pulkit.method.reference import random_bn
 from pulkit.method.supervised import supervised_sequences
 from pulkit.method.tc import file_digest, log_path, mine_round, run_progressive, train_tc_round
 from pulkit.models.net import load_net, save_checkpoint
+from pulkit.models.precision import resolve_precision
 
 NOTEBOOK = "02_temporal_correspondence"
 SUMMARY_K = 10                       # the k whose centre error 02's summary compares over rounds
@@ -193,13 +194,15 @@ def mining_models(cfg, loss: str = "nr", backbone: str = "alexnet") -> list[tupl
 def _quality(cfg, ckpt: Path, seqs, cache: Path, device, progress: bool) -> pd.DataFrame:
     """``mining_quality`` of one model, reused from ``cache`` when model, settings and videos match."""
     key = {"model_digest": file_digest(ckpt), "settings": config_hash({"mining": cfg.mining, "model": cfg.model}),
-           "ks": [int(k) for k in cfg.mining.eval_k], "sequences": [[s.name, len(s)] for s in seqs]}
+           "ks": [int(k) for k in cfg.mining.eval_k], "sequences": [[s.name, len(s)] for s in seqs],
+           "precision": resolve_precision(cfg.precision, device)}
     if cache.is_file():
         saved = read_json(cache)
         if saved.get("key") == key:
             return pd.DataFrame(saved["rows"])
     net = load_net(ckpt, device="cpu")
-    table = mining_quality(net, seqs, cfg.mining, cfg.model, ks=cfg.mining.eval_k, device=device, progress=progress)
+    table = mining_quality(net, seqs, cfg.mining, cfg.model, ks=cfg.mining.eval_k, device=device, progress=progress,
+                           precision=key["precision"])
     write_json(cache, {"key": key, "model": ckpt.name, "rows": table.to_dict(orient="records")})
     return table
 

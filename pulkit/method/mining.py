@@ -36,6 +36,7 @@ from pulkit.method.candidates import sample_candidates
 from pulkit.method.pairs import PAIR_COLUMNS, validate_pairs
 from pulkit.models.heads import xcorr
 from pulkit.models.net import fuse_bn, resolve_device
+from pulkit.models.precision import bf16_weights, check_precision, infer
 
 CONFIDENCES = ("sigmoid", "cosine")
 MIN_SIDE_PX = 4.0             # a tracked box never shrinks below this many pixels per side
@@ -86,7 +87,9 @@ def _to_tensor(crops: np.ndarray, device: torch.device) -> torch.Tensor:
 
 
 def _features(net, x: torch.Tensor, chunk: int) -> torch.Tensor:
-    return torch.cat([net.features(x[i:i + chunk]) for i in range(0, len(x), chunk)])
+    """phi(x) in chunks, float32; a matcher from ``_prepare`` under bf16 runs phi in bf16 (as the tracker)."""
+    precision = getattr(net, "_mining_precision", "fp32")
+    return torch.cat([infer(net.features, x[i:i + chunk], precision) for i in range(0, len(x), chunk)])
 
 
 @torch.inference_mode()
@@ -319,11 +322,16 @@ def _pad_steps(a: np.ndarray, span: int, fill: float) -> np.ndarray:
     return np.concatenate([a, pad], axis=1)
 
 
-def _prepare(net, mining_cfg, model_cfg, device):
+def _prepare(net, mining_cfg, model_cfg, device, precision: str = "fp32"):
     device = resolve_device(device)
+    if check_precision(precision) == "auto":
+        raise ValueError("mining takes a resolved precision (fp32 or bf16): call resolve_precision first")
     net = fuse_bn(net).to(device)       # an eval copy with BN folded: the caller's model is untouched
     if device.type == "cpu":
         net = net.to(memory_format=torch.channels_last)
+    if precision == "bf16":             # the tracker's rule: phi in bf16, the xcorr and the response in fp32
+        bf16_weights(net.backbone)
+    net._mining_precision = precision
     stride = int(getattr(getattr(net, "backbone", None), "stride", 8))
     return net, MinerGeometry.from_configs(mining_cfg, model_cfg, stride), device
 
@@ -361,7 +369,7 @@ def seed_candidates(sequences, mining_cfg, seed: int, bd_cfg=None, progress: boo
 
 def mine_pairs(net, sequences, mining_cfg, model_cfg, round_idx: int, span: int, seed: int,
                device="auto", candidates: pd.DataFrame | None = None, bd_cfg=None,
-               progress: bool = True) -> pd.DataFrame:
+               progress: bool = True, precision: str = "fp32") -> pd.DataFrame:
     """Mine TC pairs from unlabeled ``sequences`` with ``net`` as the matcher (module docstring).
 
     ``candidates``: seed boxes (columns video, frame, x, y, w, h; 0-based pixels); None samples
@@ -370,6 +378,7 @@ def mine_pairs(net, sequences, mining_cfg, model_cfg, round_idx: int, span: int,
     last) of each chain that passed both filters, ``confidence`` the step's peak score, ``round``
     ``round_idx``.  At most ``mining_cfg.max_pairs`` rows (a seeded uniform subsample beyond).
     ``table.attrs["mining"]`` holds the statistics (tracks, steps, FB pass rate, throughput).
+    ``precision`` (resolved: fp32 | bf16): the matcher's phi in bf16 as ``SiamFCTracker`` runs it.
     ``mining_cfg.min_tracks > 0`` keeps at least that many tracks: when fewer pass FB, the failed
     ones with the highest FB IoU are added (counted in ``fb_relaxed_tracks``; ``fb_passed`` and
     ``fb_pass_rate`` count the true passes) -- for tiny runs whose model is barely trained.
@@ -392,7 +401,7 @@ def mine_pairs(net, sequences, mining_cfg, model_cfg, round_idx: int, span: int,
     unknown = set(candidates["video"].astype(str)) - set(by_name)
     if unknown:
         raise ValueError(f"candidates name videos not among the sequences: {sorted(unknown)[:5]}")
-    net, geo, device = _prepare(net, mining_cfg, model_cfg, device)
+    net, geo, device = _prepare(net, mining_cfg, model_cfg, device, precision)
 
     chains, n_updates, n_decoded = [], 0, 0
     t0 = time.perf_counter()
@@ -509,7 +518,7 @@ def pairs_suffix() -> str:
 
 # --------------------------------------------------------------------------- quality on labelled data
 def mining_quality(net, sequences, mining_cfg, model_cfg, ks=(1, 5, 10, 20), device="auto",
-                   progress: bool = True) -> pd.DataFrame:
+                   progress: bool = True, precision: str = "fp32") -> pd.DataFrame:
     """The miner's accuracy on labelled video, seeded at ground-truth boxes.
 
     Seeds: the ground-truth box at every ``start_stride``-th frame (valid boxes only).  The miner
@@ -517,14 +526,14 @@ def mining_quality(net, sequences, mining_cfg, model_cfg, ks=(1, 5, 10, 20), dev
     frames alone; ground truth is read only here, to seed and to score.  Returns one row per
     (sequence, k) and a ``sequence == "mean"`` row per k (mean over sequences) with: ``n`` seeds
     reaching ``t + k``; ``center_error`` (px) and ``iou`` of the raw forward track (no filter, runs to
-    the span like ``SiamFCTracker``); ``kept_frac`` the fraction of those steps the miner would emit (response
+    the span like ``SiamFCTracker``; ``precision`` as in ``mine_pairs``); ``kept_frac`` the fraction of those steps the miner would emit (response
     and FB filters); ``center_error_kept`` / ``iou_kept`` over the emitted ones.
     """
     ks = tuple(sorted({int(k) for k in ks}))
     if not ks or ks[0] < 1:
         raise ValueError(f"ks must be positive frame offsets, got {ks}")
     span = ks[-1]
-    net, geo, device = _prepare(net, mining_cfg, model_cfg, device)
+    net, geo, device = _prepare(net, mining_cfg, model_cfg, device, precision)
     records = []
     for seq in tqdm(list(sequences), desc="mining quality", unit="video", disable=not progress):
         gt = as_boxes(seq.boxes)                       # labels: seeding and scoring only

@@ -39,6 +39,7 @@ from pulkit.method.pairs import CropCache, MinedPairs, validate_pairs
 from pulkit.method.reference import estimate_bn_on
 from pulkit.method.sampling import BankState, EmbeddingBank, ahm_batch, batch_hardness, rss_batch
 from pulkit.models.net import build_net, load_checkpoint, load_net, resolve_device
+from pulkit.models.precision import resolve_precision
 from pulkit.models.projection import Embedder, ProjectionHead
 
 LOSSES = ("nr", "bce")
@@ -291,14 +292,16 @@ def mine_round(cfg, init_ckpt: Path, seqs, r: int, span: int, pairs_path: Path, 
     """Mine round ``r``'s pairs with the model of ``init_ckpt``, or reuse the saved table it mined."""
     digest = file_digest(init_ckpt)
     key = {"seed": cfg.seed, "mining": cfg.mining, "model": cfg.model, "bd": cfg.bd}   # what mining reads
-    want = {"round": r, "span": int(span), "init_digest": digest, "mining_hash": config_hash(key)}
+    precision = resolve_precision(cfg.precision, device)       # mined pairs depend on the matcher's precision
+    want = {"round": r, "span": int(span), "init_digest": digest, "mining_hash": config_hash(key),
+            "precision": precision}
     if resume and pairs_path.is_file() and meta_path.is_file():
         meta = read_json(meta_path)
         if all(meta.get(k) == v for k, v in want.items()):
             return load_pairs(pairs_path), meta
     net = load_net(init_ckpt, device="cpu", expect_backbone=cfg.model.backbone)
     table = mine_pairs(net, seqs, cfg.mining, cfg.model, r, span, seed=int(cfg.seed) * 1000 + r,
-                       device=device, bd_cfg=cfg.bd, progress=progress)
+                       device=device, bd_cfg=cfg.bd, progress=progress, precision=precision)
     stats = dict(table.attrs.get("mining", {}))
     save_pairs(table, pairs_path)
     meta = {**want, **stats, "init_ckpt": str(init_ckpt), "pairs_file": pairs_path.name,
