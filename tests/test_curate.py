@@ -16,7 +16,9 @@ from pulkit.data.fake_datasets import write_got10k, write_vid
 from pulkit.data.images import read_rgb
 from pulkit.data.inventory import profile_sequences
 from pulkit.data.sequences import DataError, read_got10k
+from pulkit.method import supervised
 from pulkit.method.pairs import CropCache, GroundTruthPairs, PairGeometry, noisy_boxes
+from pulkit.models.net import load_checkpoint
 
 FRAMES = 3
 
@@ -122,6 +124,60 @@ def test_loader_is_deterministic_per_seed(cfg, source):
     got = [fn(s) for s in (0, 1, 2)] + [fn(1)]
     assert got[1]["x"].dtype == torch.float32
     assert torch.equal(got[3]["x"], got[1]["x"]) and torch.equal(got[2]["x"], main[2]["x"].float())
+
+
+def test_loader_draws_from_the_given_sequences_only(cfg, source, tmp_path):
+    """A run's curated sequences, cut to ``max_frames``, keep the loader to those frames; a sequence from
+    another store is refused."""
+    store = curate.prepare(cfg, "got10k", source, progress=False, log=lambda m: None)
+    seqs = [s.limit(2) for s in store.sequences()[:2]]
+    ds = loader.CuratedPairs([store], 127, 255, batch_size=16, steps=2, max_gap=100, shift_px=8, sequences=seqs)
+    assert ds.names == [s.name for s in seqs]
+    b = ds[0]
+    assert set(b["index"].tolist()) <= {0, 1} and int(b["frames"].max()) <= 1
+    noisy = {s.name: noisy_boxes(s.boxes, 20, 3, s.name) for s in seqs}
+    with pytest.raises(DataError, match="3 boxes for the 2 frames"):
+        loader.CuratedPairs([store], 127, 255, 2, 2, 100, 8, boxes={seqs[0].name: np.zeros((3, 4)) + 9},
+                            sequences=seqs)
+    assert loader.CuratedPairs([store], 127, 255, 2, 2, 100, 8, boxes=noisy, sequences=seqs).boxes[1].shape == (2, 4)
+    stranger = read_got10k(source, subset="train")[0]
+    with pytest.raises(DataError, match="not curated"):
+        loader.CuratedPairs([store], 127, 255, 2, 2, 100, 8, sequences=[stranger])
+
+
+def test_supervised_training_on_curated_video_reads_the_loader(cfg, source, tmp_path, monkeypatch):
+    """Every training sequence curated and ``loader_workers`` > 0: batches come from the curated loader (the
+    same weights with 1 and 2 workers; the noisy boxes when there is noise); 0 workers: the in-process path."""
+    store = curate.prepare(cfg, "got10k", source, progress=False, log=lambda m: None)
+    seqs, made = store.sequences(), []
+    real = loader.supervised_batches
+
+    def spy(*a, **k):
+        made.append(real(*a, **k))
+        return made[-1]
+
+    monkeypatch.setattr(loader, "supervised_batches", spy)
+    c = cfg.override({"supervised": {"batch_size": 2, "head_calibration": None}}, precision="fp32")
+
+    def run(workers, noise=0):
+        ckpt = supervised.train_supervised(c.override({"data": {"loader_workers": workers}}), seqs,
+                                           tmp_path / f"w{workers}_n{noise}.pt", noise_px=noise, device="cpu",
+                                           progress=False)
+        return load_checkpoint(ckpt)["model"]
+
+    one, two = run(1), run(2)
+    assert [fn.workers for fn in made] == [1, 2] and made[0].dataset.boxes == [None] * len(seqs)
+    assert all(torch.equal(one[k], two[k]) for k in one)
+    in_process = run(0)
+    assert len(made) == 2 and not all(torch.equal(one[k], in_process[k]) for k in one)
+    run(1, noise=20)
+    clean, noisy = made[0], made[-1]
+    for name, boxes in zip(noisy.dataset.names, noisy.dataset.boxes):
+        s = next(s for s in seqs if s.name == name)
+        np.testing.assert_array_equal(boxes, noisy_boxes(s.boxes, 20, c.seed, name))
+    a, b = clean(0), noisy(0)
+    assert torch.equal(a["frames"], b["frames"]) and torch.equal(a["shift"], b["shift"])   # the same draws ...
+    assert not torch.equal(a["x"], b["x"]) and not torch.equal(a["z"], b["z"])             # ... around other boxes
 
 
 def test_ground_truth_pairs_read_curated_crops_noisy_too(cfg, source):

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import torch
 
-from pulkit.core.config import ModelConfig
+from pulkit.core.config import ConfigError, DataConfig, ModelConfig, load_config
 from pulkit.data import crops
 from pulkit.data.sequences import DataError, LabelAccessError, Sequence, unlabeled
 from pulkit.method.pairs import (
@@ -20,6 +20,7 @@ from pulkit.method.pairs import (
     GroundTruthPairs,
     MinedPairs,
     gather_windows,
+    hold_decision,
     noisy_boxes,
     validate_pairs,
 )
@@ -281,3 +282,29 @@ def test_held_datasets_give_the_cache_batches(seq, tmp_path):
     held._rows.clear()
     with pytest.raises(DataError, match="not in the crop store"):
         held.batch([0], torch.Generator())
+
+
+def test_hold_decision_rules_and_the_size_estimate(seq, tmp_path):
+    """``auto`` holds on a CUDA device when the store fits ``hold_crops_mb``, never on the CPU; ``always`` /
+    ``never`` as said.  The size is counted before cutting anything (CUDA devices here are decision inputs only)."""
+    small = ModelConfig(exemplar_sz=103, instance_sz=135)
+    table = pairs_table(BOXES, [(0, 1), (1, 3), (3, 2), (0, 2), (0, 1)])
+    pairs = MinedPairs(table, {"toy": unlabeled(seq)}, small, shift_px=4, cache=CropCache(None))
+    mb = pairs.store_mb()
+    assert pairs.cache.stats["miss"] == 0 and pairs.store is None                # nothing cut
+    assert mb == pytest.approx(len(BOXES) * 143 ** 2 * 3 / 2**20)               # 4 distinct (frame, box), S = 143
+    assert pairs.hold("cpu", progress=False).nbytes == round(mb * 2**20)
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    fits, over = DataConfig(hold_crops_mb=1), DataConfig(hold_crops_mb=0)         # the store is 0.23 MB
+    assert hold_decision(fits, cuda, pairs) and hold_decision(fits, "cuda:0", pairs)
+    assert not hold_decision(over, cuda, pairs)
+    assert not hold_decision(fits, cpu, pairs) and not hold_decision(DataConfig(hold_crops_mb=10**6), "cpu", pairs)
+    assert hold_decision(DataConfig(hold_crops="always", hold_crops_mb=0), cpu, pairs)
+    assert not hold_decision(DataConfig(hold_crops="never"), cuda, pairs)
+    assert DataConfig().hold_crops == "auto"
+    for name in ("smoke", "cpu", "gpu", "paper"):
+        assert load_config(name).data.hold_crops == "auto"
+    with pytest.raises(ConfigError, match="data.hold_crops must be one of auto, always, never, got 'yes'"):
+        load_config("smoke", {"data": {"hold_crops": "yes"}})
+    with pytest.raises(ConfigError, match="data.hold_crops_mb must be an integer >= 0"):
+        load_config("smoke", {"data.hold_crops_mb": -1})

@@ -113,6 +113,26 @@ def test_resume_continues_bitwise(cfg, train_seqs, trained, tmp_path, monkeypatc
     assert [r["step"] for r in _log(resumed)] == [1, 2]
 
 
+def test_held_crops_train_the_same_weights_as_the_crop_cache(cfg, train_seqs, trained, tmp_path, monkeypatch):
+    """``data.hold_crops``: ``always`` holds the run's crops in a uint8 store (on the CPU here), ``never`` and
+    ``auto`` on the CPU cut them through the cache; the weights are the same bit for bit."""
+    real, held = sup_mod.GroundTruthPairs.hold, []
+
+    def spy(self, device="cpu", progress=True):
+        held.append(torch.device(device).type)
+        return real(self, device, progress)
+
+    monkeypatch.setattr(sup_mod.GroundTruthPairs, "hold", spy)
+    weights = {"auto": load_checkpoint(trained["nr"])["model"]}              # the default: auto
+    for mode in ("always", "never"):
+        ckpt = train_supervised(cfg.override({"data": {"hold_crops": mode}}), train_seqs, tmp_path / f"{mode}.pt",
+                                loss="nr", noise_px=10, seed=3, progress=False)
+        weights[mode] = load_checkpoint(ckpt)["model"]
+    assert held == ["cpu"]
+    a = weights["auto"]
+    assert all(torch.equal(a[k], weights[m][k]) for m in ("always", "never") for k in a)
+
+
 def test_complete_checkpoint_is_reused_without_training(cfg, train_seqs, trained, monkeypatch):
     ckpt = trained["bce"]
     before = ckpt.read_bytes()

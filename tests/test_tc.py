@@ -122,6 +122,39 @@ def test_tc_round_trains_logs_and_saves_a_loadable_checkpoint(loss, videos, init
     assert out.stat().st_mtime_ns == mtime
 
 
+def _same(a, b) -> bool:
+    """Checkpoint contents equal bit for bit (tensors with ``torch.equal``, containers recursively)."""
+    if isinstance(a, torch.Tensor):
+        return isinstance(b, torch.Tensor) and a.dtype == b.dtype and torch.equal(a, b)
+    if isinstance(a, dict):
+        return isinstance(b, dict) and a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        return type(a) is type(b) and len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    return a == b or (isinstance(a, float) and isinstance(b, float) and np.isnan(a) and np.isnan(b))
+
+
+def test_held_crops_train_the_same_round_as_the_crop_cache(videos, init_ckpt, tmp_path, monkeypatch):
+    """``data.hold_crops = always`` (a uint8 store, on the CPU here) and ``never`` (the crop cache): the same
+    weights, projection head and AHM bank, bit for bit."""
+    real, held = MinedPairs.hold, []
+
+    def spy(self, device="cpu", progress=True):
+        held.append(torch.device(device).type)
+        return real(self, device, progress)
+
+    monkeypatch.setattr(MinedPairs, "hold", spy)
+    out = {}
+    for mode in ("never", "always"):
+        cfg = _cfg(steps_per_round=1).override({"data": {"hold_crops": mode}})
+        ckpt = tc.train_tc_round(cfg, init_ckpt, _table(), videos, 1, tmp_path / f"{mode}.pt", device="cpu",
+                                 progress=False)
+        out[mode] = load_checkpoint(ckpt)
+    assert held == ["cpu"]
+    a, b = out["never"], out["always"]
+    assert _same(a["model"], b["model"]) and _same(a["extra"]["projection"], b["extra"]["projection"])
+    assert _same(a["extra"]["bank"], b["extra"]["bank"]) and _same(a["extra"]["calibration"], b["extra"]["calibration"])
+
+
 def test_round1_calibrates_an_uncalibrated_head_out_of_the_give_up_regime(videos, tmp_path):
     """A head scale 100x SiamFC's (like BD's untrained head) saturates every sigmoid: all samples give up."""
     hot = _cfg(steps_per_round=1).override({"model": {"head_scale": 0.1}})

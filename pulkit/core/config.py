@@ -16,6 +16,9 @@ class ConfigError(ValueError):
     """An unknown stage, unknown key, or invalid value in a config override."""
 
 
+HOLD_CROPS = ("auto", "always", "never")
+
+
 @dataclass(frozen=True)
 class DataConfig:
     """Where training and evaluation video comes from."""
@@ -46,6 +49,16 @@ class DataConfig:
     curate_workers: int = 1                   # processes cutting shards in parallel (`pulkit prepare --workers`)
     loader_workers: int = 4                   # DataLoader worker processes over curated shards (0: main process)
     loader_prefetch: int = 4                  # batches each worker prepares ahead (prefetch_factor)
+    # Pair datasets' crops held as one uint8 tensor on the training device (pulkit.method.pairs.hold_decision):
+    # auto: on a CUDA device when the store fits hold_crops_mb | always | never (the crop cache, per batch)
+    hold_crops: str = "auto"
+    hold_crops_mb: int = 4096
+
+    def __post_init__(self):
+        if self.hold_crops not in HOLD_CROPS:
+            raise ConfigError(f"data.hold_crops must be one of {', '.join(HOLD_CROPS)}, got {self.hold_crops!r}")
+        if isinstance(self.hold_crops_mb, bool) or not isinstance(self.hold_crops_mb, int) or self.hold_crops_mb < 0:
+            raise ConfigError(f"data.hold_crops_mb must be an integer >= 0 (MB), got {self.hold_crops_mb!r}")
 
 
 @dataclass(frozen=True)

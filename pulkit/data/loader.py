@@ -6,6 +6,7 @@ uint8 crops decoded from ``pulkit.data.curate``'s stores.  Design and throughput
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Mapping
 from typing import Sequence as Seq
 
@@ -23,13 +24,16 @@ class CuratedPairs(torch.utils.data.Dataset):
     Pairs follow ``GroundTruthPairs``' rules (a sequence uniform over those with a usable box, frame ``a``
     uniform over its usable frames, ``b`` within ``max_gap`` of it, a search shift U{-M..M}^2 px with
     M = floor(shift_px)); ``boxes`` (sequence name -> N x 4, curated px) replaces the ground truth, e.g. by
-    noisy annotations.  A batch: ``z`` B x 3 x Ez x Ez and ``x`` B x 3 x Ix x Ix uint8, ``centers`` B x 2
-    float32 (label offsets in cells), ``shift``, ``index`` (sequence), ``frames`` (B x 2), ``step``.
+    noisy annotations.  ``sequences``: draw from these curated ``Sequence``s only, their frames (a run's
+    ``max_frames`` / ``frame_stride`` cut) matched to the stores' records by path, ``boxes[name]`` row i for
+    frame i; None: every sequence of the stores, every frame.  A batch: ``z`` B x 3 x Ez x Ez and ``x``
+    B x 3 x Ix x Ix uint8, ``centers`` B x 2 float32 (label offsets in cells), ``shift``, ``index``
+    (sequence), ``frames`` (B x 2), ``step``.
     """
 
     def __init__(self, stores: Seq[CuratedStore], exemplar_sz: int, instance_sz: int, batch_size: int,
                  steps: int, max_gap: int, shift_px: float, seed: int = 0, stride: int = 8,
-                 boxes: Mapping[str, np.ndarray] | None = None):
+                 boxes: Mapping[str, np.ndarray] | None = None, sequences: Seq | None = None):
         self.stores = list(stores)
         if not self.stores:
             raise ValueError("CuratedPairs needs at least one curated store")
@@ -46,17 +50,46 @@ class CuratedPairs(torch.utils.data.Dataset):
         self.valid: list[np.ndarray] = []           # per sequence: frames with a record
         self.owner: list[int] = []                  # per sequence: its store
         self.boxes: list[np.ndarray | None] = []
-        for k, st in enumerate(self.stores):
-            for name, rows in st.index.groupby("sequence", sort=False).indices.items():
-                rows = rows[np.argsort(st.index["frame"].to_numpy()[rows], kind="stable")]
-                self.names.append(str(name))
-                self.rows.append(rows)
-                self.valid.append(np.flatnonzero(st.nbytes[rows] > 0))
-                self.owner.append(k)
-                self.boxes.append(None if boxes is None or name not in boxes else crops.as_boxes(boxes[name]))
+        for k, name, rows in (self._whole_stores() if sequences is None else self._of(sequences)):
+            self.names.append(name)
+            self.rows.append(rows)
+            self.valid.append(np.flatnonzero(self.stores[k].nbytes[rows] > 0))
+            self.owner.append(k)
+            self.boxes.append(None if boxes is None or name not in boxes else crops.as_boxes(boxes[name]))
+            if self.boxes[-1] is not None and len(self.boxes[-1]) != len(rows):
+                raise DataError(f"CuratedPairs: {len(self.boxes[-1])} boxes for the {len(rows)} frames of {name}")
         self.usable = np.array([i for i, v in enumerate(self.valid) if len(v)], dtype=np.int64)
         if not len(self.usable):
             raise DataError("CuratedPairs: no curated sequence has a ground-truth crop")
+
+    def _whole_stores(self) -> list[tuple[int, str, np.ndarray]]:
+        out = []
+        for k, st in enumerate(self.stores):
+            for name, rows in st.index.groupby("sequence", sort=False).indices.items():
+                out.append((k, str(name), rows[np.argsort(st.index["frame"].to_numpy()[rows], kind="stable")]))
+        return out
+
+    def _of(self, sequences: Seq) -> list[tuple[int, str, np.ndarray]]:
+        where = {Path(st.root): k for k, st in enumerate(self.stores)}
+        lookup: dict[int, dict[tuple[str, str], int]] = {}
+        out = []
+        for s in sequences:
+            root = s.attributes.get("curated")
+            k = where.get(Path(root)) if root else None
+            if k is None:
+                raise DataError(f"CuratedPairs: sequence {s.name} does not come from the given curated stores "
+                                f"({s.attributes.get('curated') or 'not curated'})")
+            if k not in lookup:
+                st = self.stores[k]
+                lookup[k] = {(str(q), str(st.root / "shards" / p)): r for r, (q, p)
+                             in enumerate(zip(st.index["sequence"].to_numpy(), st.index["path"].to_numpy()))}
+            try:
+                rows = np.array([lookup[k][(str(s.name), str(f))] for f in s.frames], np.int64)
+            except KeyError as e:
+                raise DataError(f"{self.stores[k].root}: frame {e.args[0][1]} of {s.name} is not in this curated "
+                                "store") from None
+            out.append((k, str(s.name), rows))
+        return out
 
     def __len__(self) -> int:
         return self.steps
@@ -134,10 +167,11 @@ class LoaderBatches:
 
 
 def supervised_batches(cfg, stores: Seq[CuratedStore], device: str | torch.device = "cpu",
-                       boxes: Mapping[str, np.ndarray] | None = None) -> LoaderBatches:
-    """A supervised run's ``batch_fn`` over curated ``stores``: ``cfg.model``'s crops, ``cfg.supervised``'s
-    batch, steps, gap and shift, ``cfg.seed``; ``cfg.data.loader_workers`` / ``loader_prefetch``."""
+                       boxes: Mapping[str, np.ndarray] | None = None, sequences: Seq | None = None) -> LoaderBatches:
+    """A supervised run's ``batch_fn`` over curated ``stores`` (``sequences``, ``boxes``: ``CuratedPairs``):
+    ``cfg.model``'s crops, ``cfg.supervised``'s batch, steps, gap and shift, ``cfg.seed``;
+    ``cfg.data.loader_workers`` / ``loader_prefetch``."""
     s, m = cfg.supervised, cfg.model
     pairs = CuratedPairs(stores, m.exemplar_sz, m.instance_sz, s.batch_size, s.steps, s.max_gap, s.search_shift_px,
-                         seed=cfg.seed, boxes=boxes)
+                         seed=cfg.seed, boxes=boxes, sequences=sequences)
     return LoaderBatches(pairs, cfg.data.loader_workers, cfg.data.loader_prefetch, device)

@@ -25,7 +25,7 @@ import torch
 from tqdm.auto import tqdm
 
 from pulkit.core import paths
-from pulkit.core.config import ModelConfig, check_crop_size
+from pulkit.core.config import HOLD_CROPS, ConfigError, DataConfig, ModelConfig, check_crop_size
 from pulkit.data import crops
 from pulkit.data.curate import curated_cache
 from pulkit.data.images import read_rgb
@@ -394,15 +394,24 @@ class _PairDataset(abc.ABC):
     def _all_items(self) -> list[tuple[Path, np.ndarray]]:
         """Every (frame path, box) entry the dataset can ask for."""
 
+    def _entries(self) -> dict[tuple[str, bytes], int]:
+        """Every distinct (frame path, box) entry the dataset can ask for -> its row in a held store."""
+        rows: dict[tuple[str, bytes], int] = {}
+        for p, b in self._all_items():
+            rows.setdefault((str(p), crops.as_boxes(b)[0].tobytes()), len(rows))
+        return rows
+
+    def store_mb(self) -> float:
+        """MB (2**20 bytes) of the uint8 store ``hold`` would fill: distinct (frame, box) entries x S^2 x 3,
+        counted without cutting anything."""
+        return len(self._entries()) * self.geometry.side ** 2 * 3 / 2**20
+
     def hold(self, device: str | torch.device = "cpu", progress: bool = True) -> CropStore:
         """Cut every entry the dataset can ask for once (through the crop cache, each frame decoded once)
         into one uint8 ``CropStore`` on ``device``; from then on ``batch`` gathers ``z`` and ``x`` there,
         the same pixels as from the cache, and returns them on ``device`` (the other fields stay on the CPU).
         """
-        items = self._all_items()
-        rows: dict[tuple[str, bytes], int] = {}
-        for p, b in items:
-            rows.setdefault((str(p), crops.as_boxes(b)[0].tobytes()), len(rows))
+        rows = self._entries()
         side = self.geometry.side
         unique = [(Path(p), np.frombuffer(b, np.float64)) for p, b in rows]
         by_frame: dict[str, list[int]] = {}
@@ -439,6 +448,18 @@ class _PairDataset(abc.ABC):
                           disable=not progress, leave=False):
             self.cache.get_many(self.geometry, group)
         return len(items)
+
+
+def hold_decision(data_cfg: DataConfig, device: str | torch.device, dataset: _PairDataset) -> bool:
+    """Whether a training loop holds ``dataset``'s crops on ``device`` (``dataset.hold``) or cuts its batches
+    through the crop cache: ``data.hold_crops`` ``always`` | ``never`` | ``auto``: on a CUDA device when the
+    store (``dataset.store_mb()``, estimated before cutting) fits ``data.hold_crops_mb``."""
+    mode = data_cfg.hold_crops
+    if mode not in HOLD_CROPS:
+        raise ConfigError(f"data.hold_crops must be one of {', '.join(HOLD_CROPS)}, got {mode!r}")
+    if mode != "auto":
+        return mode == "always"
+    return torch.device(device).type == "cuda" and dataset.store_mb() <= data_cfg.hold_crops_mb
 
 
 def _to_tensor(a: np.ndarray) -> torch.Tensor:

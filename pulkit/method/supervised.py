@@ -13,13 +13,14 @@ from typing import Any, Iterable
 
 import torch
 
+from pulkit.data import curate, loader
 from pulkit.data.inventory import profile_sequences
 from pulkit.data.sequences import DataError, Sequence
 from pulkit.data.synthetic import video_name
 from pulkit.losses import balanced_bce, nr_loss, positive_masks
 from pulkit.method.calibration import calibrate_head
 from pulkit.method.loop import config_diff, is_complete, load_training_checkpoint, lr_schedule, train, warmup_steps
-from pulkit.method.pairs import CropCache, GroundTruthPairs
+from pulkit.method.pairs import CropCache, GroundTruthPairs, hold_decision
 from pulkit.models.net import build_net, resolve_device
 
 LOSSES = ("bce", "nr")
@@ -104,6 +105,33 @@ def supervised_sequences(cfg, data_root=None) -> list[Sequence]:
     return check_training_sequences(cfg, train)
 
 
+def batch_source(cfg, pairs: GroundTruthPairs, device, progress: bool = True):
+    """A run's ``batch_fn(step, generator)`` -> ``z``, ``x``, ``centers`` on ``device``, from one of three paths.
+
+    Curated loader: every training sequence is curated (``attributes["curated"]``) and ``data.loader_workers``
+    > 0: ``pulkit.data.loader.supervised_batches`` over their stores, the run's noisy boxes when
+    ``noise_px > 0`` (batches a function of the seed and the step, drawn in worker processes).  Otherwise
+    ``pairs.sample_batch``: from its crops held on ``device`` when ``hold_decision`` says so
+    (``data.hold_crops``), else through the crop cache; the same pixels either way.
+    """
+    seqs = pairs.sequences
+    if cfg.data.loader_workers > 0 and all(s.attributes.get("curated") for s in seqs):
+        stores = [curate.open_store(r) for r in sorted({str(s.attributes["curated"]) for s in seqs})]
+        boxes = {s.name: b for s, b in zip(seqs, pairs.noisy_boxes)} if pairs.noise_px > 0 else None
+        batches = loader.supervised_batches(cfg, stores, device, boxes=boxes, sequences=seqs)
+    else:
+        if hold_decision(cfg.data, device, pairs):
+            pairs.hold(device, progress)
+
+        def batches(step: int, g: torch.Generator) -> dict[str, torch.Tensor]:
+            return pairs.sample_batch(cfg.supervised.batch_size, g)
+
+    def batch_fn(step: int, g: torch.Generator) -> dict[str, torch.Tensor]:
+        b = batches(step, g)
+        return {"z": b["z"], "x": b["x"], "centers": b["centers"]}
+    return batch_fn
+
+
 # --------------------------------------------------------------------------- the step
 def response_loss(logits: torch.Tensor, centers: torch.Tensor, loss: str, nr_cfg, stride: int
                   ) -> tuple[torch.Tensor, dict[str, Any]]:
@@ -147,6 +175,12 @@ def train_supervised(cfg, sequences, ckpt_path, loss: str | None = None, noise_p
     (``run_config``).  ``resume=True`` returns at once when ``ckpt_path`` is complete for this run,
     and continues an interrupted one bitwise; ``resume=False`` starts afresh.  ``cache``: a
     ``pulkit.method.pairs.CropCache`` (None: the default on-disk cache).
+
+    Data path (``batch_source``): curated training sequences with ``data.loader_workers`` > 0 read their
+    batches from the curated stores through DataLoader workers; any other run samples ``GroundTruthPairs``,
+    its crops held on the training device when ``data.hold_crops`` says so (``auto``: a CUDA device and a
+    store within ``data.hold_crops_mb``), else cut through the crop cache.  Head calibration always reads
+    ``GroundTruthPairs`` through the cache.
     """
     rcfg = run_config(cfg, loss, noise_px, seed, backbone)
     sup = rcfg.supervised
@@ -170,10 +204,7 @@ def train_supervised(cfg, sequences, ckpt_path, loss: str | None = None, noise_p
                              cache=cache if cache is not None else CropCache(disk_mb=rcfg.data.crop_cache_disk_mb))
     if sup.head_calibration is not None:       # a fresh CIResNet-22 head gives logits ~ +-100: give-up / saturation
         calibrate_head(net, pairs, sup.head_calibration, sup.batch_size, rcfg.seed, device=dev)
-
-    def batch_fn(step: int, g: torch.Generator) -> dict[str, torch.Tensor]:
-        b = pairs.sample_batch(sup.batch_size, g)
-        return {"z": b["z"], "x": b["x"], "centers": b["centers"]}
+    batch_fn = batch_source(rcfg, pairs, dev, progress)
 
     def step_fn(model, batch, step):
         value, metrics = response_loss(model(batch["z"], batch["x"]), batch["centers"], sup.loss, rcfg.nr,

@@ -35,7 +35,7 @@ from pulkit.method.loop import (
     warmup_steps,
 )
 from pulkit.method.mining import load_pairs, mine_pairs, pairs_suffix, save_pairs
-from pulkit.method.pairs import CropCache, MinedPairs, validate_pairs
+from pulkit.method.pairs import CropCache, MinedPairs, hold_decision, validate_pairs
 from pulkit.method.reference import estimate_bn_on
 from pulkit.method.sampling import BankState, EmbeddingBank, ahm_batch, batch_hardness, rss_batch
 from pulkit.models.net import build_net, load_checkpoint, load_net, resolve_device
@@ -193,7 +193,9 @@ def train_tc_round(cfg, init_ckpt, pairs_table, sequences, round_idx: int, ckpt_
     ``sequences``: the (unlabeled) videos it names; ``init_ckpt``: the weights to start from.
     ``resume=True`` continues an interrupted run bitwise and returns at once when ``ckpt_path`` is
     already complete for this stage and config.  The checkpoint stores the projection head
-    (``extra["projection"]``), the AHM bank, the round and the init checkpoint.
+    (``extra["projection"]``), the AHM bank, the round and the init checkpoint.  After head calibration
+    the pairs' crops are held on the training device when ``hold_decision`` says so (``data.hold_crops``;
+    the same pixels as the crop cache's), else every batch is cut through the cache.
     """
     _check(cfg)
     tc = cfg.tc
@@ -221,6 +223,8 @@ def train_tc_round(cfg, init_ckpt, pairs_table, sequences, round_idx: int, ckpt_
     calibration = Calibration()
     if round_idx == 1 and tc.head_calibration is not None:
         calibration.record = calibrate_head(net, pairs, tc.head_calibration, tc.batch_size, cfg.seed, device=dev)
+    if hold_decision(cfg.data, dev, pairs):     # data.hold_crops: the pairs' crops as one uint8 tensor on dev
+        pairs.hold(dev, progress)
     embedder = Embedder(net.backbone, proj)
     bank = BankState(lambda e, step: EmbeddingBank(e, video=exemplars.video, frame=exemplars.frame, step=step),
                      lambda: embed_exemplars(embedder, exemplars, cfg.bd.bank_batch, dev, seed=cfg.seed),
