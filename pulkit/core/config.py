@@ -341,7 +341,7 @@ PROFILES: dict[str, dict[str, Any]] = {
                    crop_sz=103, lr=0.003, warmup=0.1, claim_batches=(16, 64), claim_seeds=(0, 1, 2)),
         "mining": dict(spans=(5, 15, 40), scale_num=1),           # single-scale mining: ~3x cheaper
         "tc": dict(rounds=3, steps_per_round=80, schedule="cosine", warmup=0.05, restart=False, lr=1e-2, lr_end=0.0),
-        "supervised": dict(steps=200, schedule="cosine", warmup=0.05, lr=1e-2, lr_end=0.0),
+        "supervised": dict(steps=200, schedule="cosine", warmup=0.05, lr=3e-3, lr_end=0.0),   # tuned: docs/tuning/cpu.json
         # noise: a fixed noisy set BCE can memorise; grid, sizes and the 14-minute budget: docs/modules.md
         "noise": dict(unit="size", levels=(0, 0.25, 0.5, 1.0), seeds=(0, 1, 2), nr_levels=(1.0,),
                       nr_fixed_levels=(1.0,), train_pairs=18, epochs=32, eval_pairs=500,

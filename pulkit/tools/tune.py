@@ -15,6 +15,7 @@ from pulkit.core import artifacts
 from pulkit.core.config import load_config
 from pulkit.core.io import read_json, write_json
 from pulkit.core.provenance import provenance
+from pulkit.core.results import cpu_model
 from pulkit.data.inventory import training_video
 from pulkit.evaluation.powered import clean_pairs, heldout_videos, localisation, localisation_summary
 from pulkit.method.bd import train_bd
@@ -60,7 +61,8 @@ def tune(profile: str, stage: str, lrs: Sequence[float], pairs: int = 2000, seed
     old = read_json(path) if path.is_file() else {"records": []}
     keep = [r for r in old.get("records", []) if not (r["stage"] == stage and r["seed"] == seed
                                                       and r["lr"] in {float(x) for x in lrs})]
-    write_json(path, {"records": keep + records, "split": "tune", "pairs": pairs,
+    notes = {k: v for k, v in old.items() if k.startswith("note")}      # hand-written notes are kept
+    write_json(path, {**notes, "records": keep + records, "split": "tune", "pairs": pairs, "cpu_model": cpu_model(),
                       "provenance": provenance(profile, seed, base)})
     return records
 
