@@ -197,6 +197,20 @@ def test_package_change_makes_every_notebook_stale(env, monkeypatch):
     assert calls == ["00_first", "01_second", "02_third"]
 
 
+def test_package_hash_covers_the_whole_package(tmp_path):
+    """Not only ``pulkit/tools`` (where the runner lives): an edit to the method must make results stale."""
+    import shutil
+
+    import pulkit
+    root = Path(pulkit.__file__).resolve().parent
+    assert rp.package_hash() == rp.package_hash(root)
+    copy = tmp_path / "pulkit"
+    shutil.copytree(root, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    before = rp.package_hash(copy)
+    (copy / "method" / "tc.py").write_text((copy / "method" / "tc.py").read_text() + "\n# an edit\n")
+    assert rp.package_hash(copy) != before
+
+
 def test_only_and_from(env):
     tmp_path, nbdir = env
     calls: list[str] = []

@@ -139,7 +139,7 @@ def notebook_hash(path: Path) -> str:
 
 def package_hash(package_dir: Path | None = None) -> str:
     """Hash of every ``*.py`` under the package (names and contents)."""
-    root = Path(package_dir) if package_dir is not None else Path(__file__).resolve().parent
+    root = Path(package_dir) if package_dir is not None else Path(__file__).resolve().parents[1]   # pulkit/
     h = hashlib.sha256()
     for p in sorted(root.rglob("*.py")):
         if "__pycache__" in p.parts:
