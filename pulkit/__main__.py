@@ -147,12 +147,15 @@ def cmd_figures(args: argparse.Namespace) -> int:
         print("pulkit figures: no figure functions are registered in pulkit.figures.registry.FIGURES yet")
         return 0
     try:
-        made, missing = registry.export_figures(args.profile, args.only, args.seed, args.out)
+        skipped: dict = {}
+        made, missing = registry.export_figures(args.profile, args.only, args.seed, args.out, skipped=skipped)
     except KeyError as e:
         print(f"pulkit figures: {e.args[0]}", file=sys.stderr)
         return 2
     for name, (pdf, png) in made.items():
         print(f"{name}: {pdf} {png.name}")
+    for name, err in skipped.items():
+        print(f"{name}: not made, this profile does not measure it ({err})")
     for name, err in missing.items():
         run = f"run notebooks/{err.notebook}.ipynb" if err.notebook else "no notebook writes it"
         print(f"{name}: NOT MADE, results missing ({err.path}); {run}", file=sys.stderr)

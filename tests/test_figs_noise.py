@@ -149,3 +149,21 @@ def test_figures_module_does_not_import_torch():
     code = "import sys, pulkit.figures.noise_robustness; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_a_figure_the_profile_does_not_measure_is_skipped_not_a_crash(results, capsys):
+    """The paper profile's noise runs draw fresh pairs every step (no fixed labels to fit): ``pulkit figures``
+    says so and goes on (it raised a ValueError and lost every later figure)."""
+    from pulkit.__main__ import main as cli
+    from pulkit.figures.style import NotMeasured
+
+    no_fit = {**_data(), "runs": [{**r, "fit_noisy": None, "fit_clean": None} for r in _data()["runs"]]}
+    save_results("smoke", "04_noise_robustness", no_fit)
+    with pytest.raises(NotMeasured):                          # without a ``skipped`` dict it propagates
+        export_figures("smoke", names=["noise_label_fit"], seed=0)
+    skipped: dict = {}
+    made, missing = export_figures("smoke", names=["fig6_accuracy_vs_noise", "noise_label_fit"], seed=0,
+                                   skipped=skipped)
+    assert list(made) == ["fig6_accuracy_vs_noise"] and not missing and list(skipped) == ["noise_label_fit"]
+    assert cli(["figures", "--profile", "smoke", "--only", "noise_label_fit", "--seed", "0"]) == 0
+    assert "noise_label_fit: not made, this profile does not measure it" in capsys.readouterr().out

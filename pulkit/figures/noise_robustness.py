@@ -10,7 +10,7 @@ from matplotlib.figure import Figure
 
 from pulkit.core import artifacts
 from pulkit.core.results import load_arrays, load_results
-from pulkit.figures.style import BCE, NOISY_GT, NR, PALETTE, TRUE_GT, draw_box, new_figure
+from pulkit.figures.style import BCE, NOISY_GT, NR, PALETTE, TRUE_GT, NotMeasured, draw_box, new_figure
 
 NOTEBOOK = "04_noise_robustness"
 LOSS_STYLE = {"bce": ("BCE", BCE), "nr": ("NR, sigma matched", NR), "nr_fixed": ("NR, sigma fixed", PALETTE[1])}
@@ -105,7 +105,7 @@ def noise_label_fit(data, width: float = 5.6) -> Figure:
     df = _runs(data, ("loss", "level", "seed", "fit_noisy", "fit_clean"), "noise_label_fit")
     df = df[df["fit_noisy"].notna()]
     if df.empty:
-        raise ValueError("noise_label_fit: no run measured its fit (fresh pairs every step have no fixed labels)")
+        raise NotMeasured("noise_label_fit: no run measured its fit (fresh pairs every step have no fixed labels)")
     unit = _unit(data)
     fig, axes = new_figure(1, 1, width=width, height=width * 0.72)
     ax = axes[0, 0]

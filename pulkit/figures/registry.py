@@ -21,7 +21,7 @@ from pulkit.figures import (
     temporal_correspondence,
     training,
 )
-from pulkit.figures.style import save_figure, style_rc
+from pulkit.figures.style import NotMeasured, save_figure, style_rc
 
 # name (the exported file stem) -> from_results(profile) -> Figure: each figure module's ``<name>`` draws
 # it from data and ``<name>_from_results`` from saved results alone.
@@ -40,12 +40,14 @@ FIGURES: dict[str, Callable[[str], Figure]] = {
 
 def export_figures(profile: str, names: Sequence[str] | None = None, seed: int | None = None,
                    out_dir: str | Path | None = None,
-                   registry: dict[str, Callable[[str], Figure]] | None = None
+                   registry: dict[str, Callable[[str], Figure]] | None = None,
+                   skipped: dict[str, NotMeasured] | None = None
                    ) -> tuple[dict[str, tuple[Path, Path]], dict[str, MissingResultsError]]:
     """Re-export figures from saved results: ``(made {name: (pdf, png)}, missing {name: error})``.
 
     ``seed`` defaults to the seed recorded in the profile's results files (``results_seed``).
-    A figure whose results are missing is reported, not faked; any other error propagates.
+    A figure whose results are missing is reported, not faked; one the profile does not measure
+    (``NotMeasured``) goes into ``skipped`` when a dict is given; any other error propagates.
     """
     registry = FIGURES if registry is None else registry
     unknown = [n for n in names or () if n not in registry]
@@ -60,6 +62,10 @@ def export_figures(profile: str, names: Sequence[str] | None = None, seed: int |
                 made[name] = save_figure(registry[name](profile), name, profile, seed, out_dir)
         except MissingResultsError as e:
             missing[name] = e
+        except NotMeasured as e:
+            if skipped is None:
+                raise
+            skipped[name] = e
     return made, missing
 
 

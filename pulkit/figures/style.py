@@ -32,6 +32,11 @@ PALETTE = ("#1f77b4", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#b
 TRACKER_COLORS = {"AlexPUL": NR, "ResPUL": "#ff7f0e", "SiamFC": BCE, "SiamDW": "#9467bd"}
 
 
+class NotMeasured(ValueError):
+    """Results that exist but hold nothing a figure draws, by the profile's design (e.g. ``noise_label_fit``
+    where every step drew fresh pairs): reported as such by ``pulkit figures``, never drawn empty."""
+
+
 def style_rc() -> dict[str, Any]:
     """The house style as matplotlib rcParams."""
     import seaborn as sns
