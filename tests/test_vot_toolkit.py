@@ -111,6 +111,22 @@ def test_untrained_tracker_is_deterministic(bag):
     np.testing.assert_array_equal(outs[0], outs[1])
 
 
+def test_trax_tracker_follows_the_precision_setting(monkeypatch):
+    """The TraX server's tracker takes ``--precision`` / PULKIT_VOT_PRECISION (default auto, as the notebooks'
+    trackers); fp32 stays available everywhere, bf16 is refused with a clear error where the CPU lacks it."""
+    import pulkit.models.precision as prec
+    from pulkit.tracking import trax
+
+    assert make_tracker(None, device="cpu", seed=3, precision="fp32").precision == "fp32"
+    monkeypatch.setattr(prec, "cpu_bf16_flags", lambda cpuinfo=None: ())
+    assert make_tracker(None, device="cpu", seed=3).precision == "fp32"           # auto without native bf16
+    with pytest.raises(prec.PrecisionError, match="native bf16"):
+        make_tracker(None, device="cpu", seed=3, precision="bf16")
+    monkeypatch.setenv("PULKIT_VOT_PRECISION", "fp32")
+    assert trax._parse_args([]).precision == "fp32"
+    assert trax._parse_args(["--precision", "bf16"]).precision == "bf16"
+
+
 # --------------------------------------------------------------------------- workspace (no toolkit run)
 def test_workspace_layout(toolkit, workspace, bag):
     seq_dir = workspace / "sequences" / "bag"
@@ -141,6 +157,7 @@ def test_workspace_layout(toolkit, workspace, bag):
     assert (sec["protocol"], sec["command"]) == ("traxpython", "pulkit.tracking.trax")
     assert Path(sec["paths"]) == paths.project_root()
     assert sec["env_PULKIT_VOT_CHECKPOINT"] == "" and json.loads(sec["env_PULKIT_VOT_TRACKER"]) == {"scale_num": 1}
+    assert sec["env_PULKIT_VOT_PRECISION"] == "auto"
 
 
 def test_workspace_bad_input(toolkit, bag, tmp_path):

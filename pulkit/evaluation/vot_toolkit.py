@@ -35,7 +35,7 @@ MARKER = "pulkit_workspace.json"
 ANALYSIS_NAME = "pulkit"
 SUPERVISED, UNSUPERVISED = "baseline", "unsupervised"
 _IDENTIFIER = re.compile(r"^[a-zA-Z0-9_-]+$")   # the toolkit's tracker identifiers
-_TRACKER_KEYS = {"checkpoint", "device", "seed", "backbone", "tracker"}
+_TRACKER_KEYS = {"checkpoint", "device", "seed", "backbone", "tracker", "precision"}
 
 
 class ToolkitError(RuntimeError):
@@ -176,6 +176,7 @@ def _tracker_section(name: str, spec, timeout: int) -> dict[str, str]:
             "env_PULKIT_VOT_DEVICE": str(spec.get("device", "auto")),
             "env_PULKIT_VOT_SEED": str(int(spec.get("seed", 0))),
             "env_PULKIT_VOT_BACKBONE": str(spec.get("backbone", "alexnet")),
+            "env_PULKIT_VOT_PRECISION": str(spec.get("precision", "auto")),
             "env_PULKIT_VOT_TRACKER": json.dumps(dict(overrides), sort_keys=True)}
 
 

@@ -19,7 +19,7 @@ from pulkit.models.net import build_net
 from pulkit.tracking.siamfc import SiamFCTracker
 
 ENV = {"checkpoint": "PULKIT_VOT_CHECKPOINT", "device": "PULKIT_VOT_DEVICE", "seed": "PULKIT_VOT_SEED",
-       "backbone": "PULKIT_VOT_BACKBONE", "tracker": "PULKIT_VOT_TRACKER"}
+       "backbone": "PULKIT_VOT_BACKBONE", "tracker": "PULKIT_VOT_TRACKER", "precision": "PULKIT_VOT_PRECISION"}
 FILE_ORIGIN = 1.0   # VOT groundtruth.txt coordinates are 1-based for pulkit (read_vot)
 
 
@@ -64,13 +64,14 @@ def trax_region_values(region) -> list[float]:
 
 # --------------------------------------------------------------------------- the tracker
 def make_tracker(checkpoint=None, *, device="auto", seed: int = 0, backbone: str = "alexnet",
-                 overrides: dict | None = None):
+                 overrides: dict | None = None, precision: str = "auto"):
     """A ``SiamFCTracker``: from ``checkpoint`` (a pulkit checkpoint path) or, when it is None or
     empty, an untrained ``backbone`` network initialised from ``seed`` (deterministic: the same
-    seed gives the same weights, hence the same outputs).  ``overrides``: ``TrackerConfig`` fields."""
+    seed gives the same weights, hence the same outputs).  ``overrides``: ``TrackerConfig`` fields;
+    ``precision``: ``auto | fp32 | bf16`` (``pulkit.models.precision``; auto: bf16 where it is faster)."""
     overrides = dict(overrides or {})
     if checkpoint:
-        return SiamFCTracker.from_checkpoint(checkpoint, device=device, **overrides)
+        return SiamFCTracker.from_checkpoint(checkpoint, device=device, precision=precision, **overrides)
     import torch
 
     tcfg = Config().override({"tracker": overrides}).tracker
@@ -81,7 +82,8 @@ def make_tracker(checkpoint=None, *, device="auto", seed: int = 0, backbone: str
         net = build_net(model_cfg)
     finally:
         torch.random.set_rng_state(generator_state)
-    return SiamFCTracker(net, tcfg, model_cfg, device=device, name=f"untrained-{backbone}-seed{int(seed)}")
+    return SiamFCTracker(net, tcfg, model_cfg, device=device, name=f"untrained-{backbone}-seed{int(seed)}",
+                         precision=precision)
 
 
 def _parse_args(argv=None) -> argparse.Namespace:
@@ -94,6 +96,8 @@ def _parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--seed", default=env.get(ENV["seed"], "0"), help="untrained network's seed (env PULKIT_VOT_SEED)")
     p.add_argument("--backbone", default=env.get(ENV["backbone"], "alexnet"),
                    help="untrained network's backbone (env PULKIT_VOT_BACKBONE)")
+    p.add_argument("--precision", default=env.get(ENV["precision"], "auto"), choices=("auto", "fp32", "bf16"),
+                   help="auto | fp32 | bf16 (env PULKIT_VOT_PRECISION)")
     p.add_argument("--tracker", default=env.get(ENV["tracker"], ""),
                    help="JSON object of TrackerConfig overrides (env PULKIT_VOT_TRACKER)")
     args = p.parse_args(argv)
@@ -138,7 +142,7 @@ def serve(tracker) -> None:
 def main(argv=None) -> None:
     args = _parse_args(argv)
     tracker = make_tracker(args.checkpoint or None, device=args.device, seed=args.seed, backbone=args.backbone,
-                           overrides=args.tracker)
+                           overrides=args.tracker, precision=args.precision)
     serve(tracker)
 
 
