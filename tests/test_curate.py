@@ -4,6 +4,7 @@ profile without a store names the command."""
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -248,3 +249,22 @@ def test_parallel_shards_give_the_same_store(cfg, source, tmp_path, monkeypatch)
     monkeypatch.setenv("PULKIT_CURATED", str(tmp_path / "parallel"))
     two = curate.prepare(cfg, "got10k", source, progress=False, log=lambda m: None, workers=2)
     assert two.root != one.root and _files(two.root) == _files(one.root)
+
+
+def test_notebook_00_curates_every_real_training_source(cfg, tmp_path):
+    """Notebook 00's cell (``experiments.data.prepare_curated``): the curated profile gets a store per
+    training source, a second call reuses them (same folders, shards skipped), synthetic profiles cut nothing."""
+    from pulkit.experiments import data as nb00
+
+    root = tmp_path / "datasets"
+    write_got10k(root / "got10k", videos=2, val_videos=1, frames=FRAMES, seed=31)
+    write_vid(root / "vid", snippets=1, frames=FRAMES, seed=32)
+    assert set(cfg.data.train_sources) == {"got10k", "vid"}
+    stores = nb00.prepare_curated(cfg, root, progress=False)
+    assert set(stores) == {"got10k", "vid"}
+    for ds, folder in stores.items():
+        assert curate.CuratedStore(folder).sequences()                    # a finished store with video in it
+    mtimes = {p: p.stat().st_mtime_ns for f in stores.values() for p in sorted(Path(f).rglob("*.npy"))}
+    assert mtimes and nb00.prepare_curated(cfg, root, progress=False) == stores
+    assert {p: p.stat().st_mtime_ns for p in mtimes} == mtimes               # nothing re-cut
+    assert nb00.prepare_curated(load_config("smoke"), root) == {}
