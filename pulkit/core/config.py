@@ -239,6 +239,7 @@ class NoiseConfig:
     display_sequences: tuple[str, ...] = ("otb/Deer", "otb/Crossing")  # Figs. 3/4 rows (else the first eval sequences)
     display_frame: int = 40                              # Figs. 3/4: frame shown (clipped to the last evaluated one)
     steps: int | None = None                             # fresh pairs: training steps per run (None: supervised.steps)
+    lr: float | None = None                              # the runs' initial rate (None: supervised.lr); a fixed set must be memorisable
     eval_max_frames: int | None = None                   # Figs. 3/4: frames per display sequence (None: data.max_frames)
     eval_sources: tuple[str, ...] = ("synthetic", "shared", "otb")  # Figs. 3/4: display sequences' sources
 
@@ -343,7 +344,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "tc": dict(rounds=3, steps_per_round=80, schedule="cosine", warmup=0.05, restart=False, lr=1e-2, lr_end=0.0),
         "supervised": dict(steps=200, schedule="cosine", warmup=0.05, lr=3e-3, lr_end=0.0),   # tuned: docs/tuning/cpu.json
         # noise: a fixed noisy set BCE can memorise; grid, sizes and the 14-minute budget: docs/modules.md
-        "noise": dict(unit="size", levels=(0, 0.25, 0.5, 1.0), seeds=(0, 1, 2), nr_levels=(1.0,),
+        "noise": dict(unit="size", levels=(0, 0.25, 0.5, 1.0), seeds=(0, 1, 2), nr_levels=(1.0,), lr=1e-2,
                       nr_fixed_levels=(1.0,), train_pairs=18, epochs=32, eval_pairs=500,
                       display_levels=(0, 0.5, 1.0), fig4_level=1.0, eval_max_frames=30, display_frame=20),
     },

@@ -157,7 +157,8 @@ def shift_range(cfg) -> float:
 
 def noise_run_config(cfg, loss: str, level: float, seed: int):
     """The config a run trains with and its checkpoint records: its seed, ``train_steps`` as its steps, the
-    loss (``supervised.loss``: bce | nr), and a ``noise`` entry holding only what determines its weights."""
+    loss (``supervised.loss``: bce | nr), ``noise.lr`` as its rate (unset: ``supervised.lr``), and a ``noise``
+    entry holding only what determines its weights."""
     if loss not in LOSSES:
         raise ValueError(f"noise loss must be one of {LOSSES}, got {loss!r}")
     nc = cfg.noise
@@ -165,8 +166,9 @@ def noise_run_config(cfg, loss: str, level: float, seed: int):
         NoiseConfig(), unit=nc.unit, levels=(float(level),), seeds=(int(seed),), display_levels=(float(level),),
         fig4_level=float(level), train_pairs=nc.train_pairs, epochs=nc.epochs,
         train_shift_px=shift_range(cfg) if fixed_set(cfg) else None, sigma_floor_px=float(nc.sigma_floor_px),
-        steps=None if fixed_set(cfg) else nc.steps, nr_levels=None, nr_fixed_levels=None)
-    return cfg.override({"supervised": {"loss": "bce" if loss == "bce" else "nr", "steps": train_steps(cfg),
+        steps=None if fixed_set(cfg) else nc.steps, nr_levels=None, nr_fixed_levels=None, lr=nc.lr)
+    lr = float(cfg.supervised.lr if nc.lr is None else nc.lr)
+    return cfg.override({"supervised": {"loss": "bce" if loss == "bce" else "nr", "steps": train_steps(cfg), "lr": lr,
                                         "noise_px": float(level) if nc.unit == "px" else 0.0},
                          "noise": noise}, seed=int(seed))
 
