@@ -180,7 +180,8 @@ def localisation(net, pairs: PairSet, r_pos: float | None = None, batch_size: in
     R x R logits are upsampled bicubically (corner-aligned) to ``(R - 1) * 8 + 1`` px so cell ``i``
     is displacement ``(i - (R - 1) / 2) * 8``; the argmax is the prediction (no cosine window, one
     scale).  A net whose weights are bf16 (``SiamFCTracker.net`` under precision bf16) is run as the
-    tracker runs it: features in bf16, the cross-correlation in fp32.  Returns ``hit`` (bool N: within ``r_pos`` px, default 16, Euclidean) and ``error_px``.
+    tracker runs it: features in bf16, the cross-correlation in fp32.  Returns ``hit`` (bool N: within
+    ``r_pos`` px, default 16, Euclidean) and ``error_px``.
     """
     r_pos = 16.0 if r_pos is None else float(r_pos)
     if batch_size < 1:
@@ -297,8 +298,8 @@ def mining_error(net, cfg, sequences, k: int = 10, device="auto") -> np.ndarray:
     """Per-video mean centre error (frame px) of ``net``'s mining at offset ``k`` (``mining_quality``).
 
     Seeds are ground-truth boxes every ``cfg.mining.start_stride`` frames; the raw forward track
-    (no response / FB filter) is scored against the label at ``t + k``; the matcher runs in ``cfg.precision``.  NaN for a video where no
-    seed reaches a labelled frame ``t + k`` (too short, or boxes missing).
+    (no response / FB filter) is scored against the label at ``t + k``; the matcher runs in ``cfg.precision``.
+    NaN for a video where no seed reaches a labelled frame ``t + k`` (too short, or boxes missing).
     """
     sequences = list(sequences)
     if not sequences:

@@ -526,8 +526,9 @@ def mining_quality(net, sequences, mining_cfg, model_cfg, ks=(1, 5, 10, 20), dev
     frames alone; ground truth is read only here, to seed and to score.  Returns one row per
     (sequence, k) and a ``sequence == "mean"`` row per k (mean over sequences) with: ``n`` seeds
     reaching ``t + k``; ``center_error`` (px) and ``iou`` of the raw forward track (no filter, runs to
-    the span like ``SiamFCTracker``; ``precision`` as in ``mine_pairs``); ``kept_frac`` the fraction of those steps the miner would emit (response
-    and FB filters); ``center_error_kept`` / ``iou_kept`` over the emitted ones.
+    the span like ``SiamFCTracker``; ``precision`` as in ``mine_pairs``); ``kept_frac`` the fraction of those
+    steps the miner would emit (response and FB filters); ``center_error_kept`` / ``iou_kept`` over the
+    emitted ones.
     """
     ks = tuple(sorted({int(k) for k in ks}))
     if not ks or ks[0] < 1:

@@ -25,7 +25,7 @@ import torch
 from tqdm.auto import tqdm
 
 from pulkit.core import paths
-from pulkit.core.config import HOLD_CROPS, ConfigError, DataConfig, ModelConfig, check_crop_size
+from pulkit.core.config import DataConfig, ModelConfig, check_crop_size
 from pulkit.data import crops
 from pulkit.data.curate import curated_cache
 from pulkit.data.images import read_rgb
@@ -454,9 +454,7 @@ def hold_decision(data_cfg: DataConfig, device: str | torch.device, dataset: _Pa
     """Whether a training loop holds ``dataset``'s crops on ``device`` (``dataset.hold``) or cuts its batches
     through the crop cache: ``data.hold_crops`` ``always`` | ``never`` | ``auto``: on a CUDA device when the
     store (``dataset.store_mb()``, estimated before cutting) fits ``data.hold_crops_mb``."""
-    mode = data_cfg.hold_crops
-    if mode not in HOLD_CROPS:
-        raise ConfigError(f"data.hold_crops must be one of {', '.join(HOLD_CROPS)}, got {mode!r}")
+    mode = data_cfg.hold_crops                 # validated by DataConfig
     if mode != "auto":
         return mode == "always"
     return torch.device(device).type == "cuda" and dataset.store_mb() <= data_cfg.hold_crops_mb
