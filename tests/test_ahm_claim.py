@@ -45,9 +45,12 @@ def test_profiles_claim_settings():
     cpu, smoke = load_config("cpu"), load_config("smoke")
     assert (cpu.bd.claim_batches, cpu.bd.claim_seeds) == ((16, 64), (0, 1, 2))
     assert (smoke.bd.claim_batches, smoke.bd.claim_seeds) == ((4, 8), (0, 1))
-    # at the main B the main runs are the seed-SEED pair: no extra training there by default
-    assert bd_report.claim_seeds(cpu, 64) == (0,) and bd_report.claim_seeds(cpu.override(seed=2), 64) == (2,)
-    assert bd_report.claim_seeds(cpu, 16) == (0, 1, 2)
+    # issue 13: three seeds at both B in cpu; at the main B the main runs are the seed-SEED pair
+    assert bd_report.claim_seeds(cpu, 64) == (0, 1, 2) and bd_report.claim_seeds(cpu, 16) == (0, 1, 2)
+    plan = bd_report.claim_plan(cpu)
+    assert plan[plan["reused"]][["batch_size", "seed"]].drop_duplicates().values.tolist() == [[64, 0]]
+    # by default (None) the main B has the main runs' seed alone: no extra training there
+    assert bd_report.claim_seeds(smoke, 8) == (0,) and bd_report.claim_seeds(smoke.override(seed=2), 8) == (2,)
     assert bd_report.claim_seeds(cpu.override({"bd": {"claim_seeds_main": [0, 1]}}), 64) == (0, 1)
 
 

@@ -198,3 +198,21 @@ def test_atomic_writes_get_ordinary_file_permissions(tmp_path):
     finally:
         os.umask(mask)
     assert (p.stat().st_mode & 0o777) == 0o644
+
+
+def test_claim_seeds_are_not_part_of_a_training_run():
+    """Every claim field is reset by ``without_claims`` (BD's ``run_config`` and TC's ``tc_run_config`` use it),
+    so a run trained before ``bd.claim_seeds_main`` or ``tc.claim_seeds`` changed is still reused."""
+    from pulkit.core.config import CLAIM_FIELDS, without_claims
+    from pulkit.experiments import background_discrimination as bd_report
+    from pulkit.experiments import temporal_correspondence as tc_report
+    cpu = load_config("cpu")
+    moved = cpu.override({"bd": {"claim_seeds_main": [5], "claim_seeds": [7, 8], "claim_batches": [32]},
+                          "tc": {"claim_seeds": [4]}})
+    assert moved.to_dict() != cpu.to_dict()
+    assert without_claims(moved).to_dict() == without_claims(cpu).to_dict() == without_claims(load_config()).to_dict()
+    assert all(getattr(getattr(without_claims(moved), s), k) == getattr(getattr(load_config("smoke"), s).__class__(), k)
+               for s, ks in CLAIM_FIELDS.items() for k in ks)
+    assert bd_report.run_config(moved, "ahm_alexnet").to_dict() == bd_report.run_config(cpu, "ahm_alexnet").to_dict()
+    assert (tc_report.tc_run_config(moved, "nr", "alexnet").to_dict()
+            == tc_report.tc_run_config(cpu, "nr", "alexnet").to_dict())

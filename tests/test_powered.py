@@ -211,6 +211,27 @@ def test_localisation_of_a_bf16_tracker_net(pairs):
     assert np.median(np.abs(low["error_px"] - full["error_px"])) <= 8.0    # same peak give or take a cell
 
 
+def test_localisation_runs_in_the_precision_asked(pairs):
+    """``precision="bf16"`` scores an fp32 net exactly as its bf16 tracker copy is scored (the function the
+    model trains and tracks with under bf16); fp32 is the plain forward; the caller's net is left as it was;
+    ``auto`` is refused (the caller resolves it)."""
+    from pulkit.models.net import fuse_bn
+    from pulkit.models.precision import PrecisionError, bf16_weights
+    torch.manual_seed(1)
+    net = build_net(CFG.model).train()
+    sub = pw.PairSet(pairs.z[:8], pairs.x[:8], pairs.offset[:8], pairs.video[:8])
+    tracker_net = fuse_bn(net)
+    bf16_weights(tracker_net.backbone)
+    asked = pw.localisation(net, sub, device="cpu", precision="bf16")
+    tracked = pw.localisation(tracker_net, sub, device="cpu")
+    plain = pw.localisation(net, sub, device="cpu", precision="fp32")
+    assert np.array_equal(asked["pred_px"], tracked["pred_px"])
+    assert np.array_equal(pw.localisation(net, sub, device="cpu")["pred_px"], plain["pred_px"])   # default fp32
+    assert net.training and all(p.dtype == torch.float32 for p in net.parameters())
+    with pytest.raises(PrecisionError, match="resolved precision"):
+        pw.localisation(net, sub, device="cpu", precision="auto")
+
+
 # --------------------------------------------------------------------------- statistics
 def test_paired_diff_by_hand():
     t, c = [1.0, 2.0, 4.0, 3.0], [0.0, 2.5, 1.0, 3.0]        # d = 1, -0.5, 3, 0

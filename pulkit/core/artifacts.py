@@ -62,6 +62,12 @@ def rounds_controls_dir(profile: str) -> Path:
     return paths.checkpoints_dir(profile) / "tc_controls"
 
 
+def rounds_seed_dir(profile: str, seed: int) -> Path:
+    """The rounds claim's runs at a seed other than the main run's: ``run_progressive``'s files (``tc_round{r}.pt``,
+    ``pairs_round{r}.*``, ...) and ``no_remine.pt``, all from the main BD checkpoint: ``tc_controls/seed<seed>/``."""
+    return rounds_controls_dir(profile) / f"seed{int(seed)}"
+
+
 def supervised_checkpoint(profile: str, loss: str = "bce", backbone: str = "alexnet") -> Path:
     return paths.checkpoints_dir(profile) / f"sup_{_check(loss, LOSSES, 'loss')}_{_check(backbone, BACKBONES, 'backbone')}.pt"
 

@@ -157,6 +157,10 @@ class BDConfig:
     claim_seeds: tuple[int, ...] = (0, 1, 2)    # seeds at every claim B other than batch_size
     claim_seeds_main: tuple[int, ...] | None = None  # seeds at B = batch_size; None: the main runs' seed only (their checkpoints)
 
+    def __post_init__(self):
+        if isinstance(self.claim_seeds_main, list):             # an optional tuple: a JSON list comes back a tuple
+            object.__setattr__(self, "claim_seeds_main", tuple(self.claim_seeds_main))
+
 
 @dataclass(frozen=True)
 class MiningConfig:
@@ -199,6 +203,22 @@ class TCConfig:
     checkpoint_every: int = 200
     log_every: int = 10
     head_calibration: float | None = 0.5      # round 1: rescale the head so logits start with this std (mean 0 with a bias); None: off
+    # Seeds of notebook 02's rounds claim, "R rounds vs the same steps without re-mining", each TC run from the same
+    # BD checkpoint; None: the main run's seed alone (its checkpoints).  Not part of a TC run's config (tc_run_config).
+    claim_seeds: tuple[int, ...] | None = None
+
+    def __post_init__(self):
+        seeds = self.claim_seeds
+        if seeds is None:
+            return
+        if isinstance(seeds, list):                             # an optional tuple: a JSON list comes back a tuple
+            seeds = tuple(seeds)
+            object.__setattr__(self, "claim_seeds", seeds)
+        if (not isinstance(seeds, tuple) or not seeds
+                or any(isinstance(s, bool) or not isinstance(s, int) for s in seeds)):
+            raise ConfigError(f"tc.claim_seeds must be a non-empty tuple of integer seeds or None, got {seeds!r}")
+        if len(set(seeds)) != len(seeds):
+            raise ConfigError(f"tc.claim_seeds must be distinct seeds, got {seeds!r}")
 
 
 @dataclass(frozen=True)
@@ -325,7 +345,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "mining": dict(spans=(2, 4), candidates_per_video=2, start_stride=8, max_pairs=200, min_tracks=4,
                        quality_videos=2),
         "tc": dict(rounds=2, steps_per_round=4, batch_size=4, checkpoint_every=2, schedule="cosine", warmup=0.05,
-                   restart=False, lr_end=0.0),
+                   restart=False, lr_end=0.0, claim_seeds=(0, 1)),
         "supervised": dict(steps=4, batch_size=4, checkpoint_every=2, schedule="cosine", warmup=0.05, lr_end=0.0),
         "noise": dict(unit="size", levels=(0, 1.0), seeds=(0, 1), nr_levels=(1.0,), nr_fixed_levels=(1.0,),
                       train_pairs=4, epochs=2, eval_pairs=16, display_levels=(0, 1.0), fig4_level=1.0,
@@ -339,9 +359,11 @@ PROFILES: dict[str, dict[str, Any]] = {
         "model": dict(exemplar_sz=103, instance_sz=199, bn_batches=20),  # ~0.6x the compute of 127/255
         # schedules sized to the step counts, chosen on the tuning split (README, "Schedules")
         "bd": dict(steps=120, steps_ciresnet22=60, batch_size=64, bank_refresh=40, max_candidates=2000,
-                   crop_sz=103, lr=0.003, warmup=0.1, claim_batches=(16, 64), claim_seeds=(0, 1, 2)),
+                   crop_sz=103, lr=0.003, warmup=0.1, claim_batches=(16, 64), claim_seeds=(0, 1, 2),
+                   claim_seeds_main=(0, 1, 2)),
         "mining": dict(spans=(5, 15, 40), scale_num=1),           # single-scale mining: ~3x cheaper
-        "tc": dict(rounds=3, steps_per_round=80, schedule="cosine", warmup=0.05, restart=False, lr=1e-2, lr_end=0.0),
+        "tc": dict(rounds=3, steps_per_round=80, schedule="cosine", warmup=0.05, restart=False, lr=1e-2, lr_end=0.0,
+                   claim_seeds=(0, 1, 2)),
         "supervised": dict(steps=200, schedule="cosine", warmup=0.05, lr=3e-3, lr_end=0.0),   # tuned: docs/tuning/cpu.json
         # noise: a fixed noisy set BCE can memorise; grid, sizes and the 14-minute budget: docs/modules.md
         "noise": dict(unit="size", levels=(0, 0.25, 0.5, 1.0), seeds=(0, 1, 2), nr_levels=(1.0,), lr=1e-2,
@@ -351,6 +373,7 @@ PROFILES: dict[str, dict[str, Any]] = {
     # The cpu profile's experiments on one GPU: 50x its training steps, a fourth noise seed, twice the held-out
     # pairs; synthetic + bundled video only.  Sized to <= 10 minutes on one H100 by `python -m pulkit.tools.cost
     # --profile gpu` (README, "Cost"); never run on a GPU yet.  Learning rates are the cpu profile's, not re-tuned.
+    # The claims' extra seeds at B = 64 and for the rounds (cpu: 0, 1, 2) would put it at ~14 min: main seed only.
     "gpu": {
         "data": dict(synthetic_train_videos=16, synthetic_val_videos=4, synthetic_frames=60, max_frames=120),
         "model": dict(exemplar_sz=103, instance_sz=199, bn_batches=20),
@@ -394,6 +417,17 @@ PROFILES: dict[str, dict[str, Any]] = {
         "eval": dict(heldout_videos=2, heldout_frames=12, heldout_pairs=16, fig5_max_sequences=2, fig7_max_panels=2),
     },
 }
+
+
+# Which runs a claim compares, not how any run trains: reset in the config a training run records and is reused by.
+CLAIM_FIELDS: dict[str, tuple[str, ...]] = {"bd": ("claim_batches", "claim_seeds", "claim_seeds_main"),
+                                            "tc": ("claim_seeds",)}
+
+
+def without_claims(cfg: Config) -> Config:
+    """``cfg`` with the ``CLAIM_FIELDS`` at their defaults: changing a claim's seeds retrains no run."""
+    return cfg.override({sec: {k: getattr(type(getattr(cfg, sec))(), k) for k in keys}
+                         for sec, keys in CLAIM_FIELDS.items()})
 
 
 def load_config(profile: str = "cpu", overrides: Mapping[str, Any] | None = None, **top: Any) -> Config:

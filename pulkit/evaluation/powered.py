@@ -26,7 +26,7 @@ from pulkit.data.synthetic import GENERATOR_VERSION, generate_once
 from pulkit.evaluation.otb import otb_metrics
 from pulkit.method.mining import mining_quality
 from pulkit.models.net import fuse_bn, resolve_device
-from pulkit.models.precision import infer, resolve_precision
+from pulkit.models.precision import PrecisionError, bf16_weights, check_precision, infer, resolve_precision
 
 EVAL_SEED = 5000          # the held-out evaluation split (training 1000, validation 2000; 3000 tuned AHM separation)
 TUNE_SEED = 4000          # the tuning split: only to choose schedules, never to report
@@ -172,25 +172,31 @@ def clean_pairs(cfg, sequences, n: int = 2000, seed: int = 0, max_gap: int | Non
 
 
 # --------------------------------------------------------------------------- localisation
-def localisation(net, pairs: PairSet, r_pos: float | None = None, batch_size: int = 64, device="auto") -> dict:
+def localisation(net, pairs: PairSet, r_pos: float | None = None, batch_size: int = 64, device="auto",
+                 precision: str = "fp32") -> dict:
     """Where ``net``'s response on each pair peaks, against the true offset (search-crop px).
 
     The net runs in eval mode as ``SiamFCTracker`` runs it (an inference copy with BN folded;
     ``net.training`` is saved and restored), under ``torch.inference_mode``, in batches.  The
     R x R logits are upsampled bicubically (corner-aligned) to ``(R - 1) * 8 + 1`` px so cell ``i``
     is displacement ``(i - (R - 1) / 2) * 8``; the argmax is the prediction (no cosine window, one
-    scale).  A net whose weights are bf16 (``SiamFCTracker.net`` under precision bf16) is run as the
-    tracker runs it: features in bf16, the cross-correlation in fp32.  Returns ``hit`` (bool N: within
-    ``r_pos`` px, default 16, Euclidean) and ``error_px``.
+    scale).  ``precision`` (resolved: fp32 | bf16) is the one the model trains and tracks with: under bf16
+    the features run in bf16 and the cross-correlation in fp32, as in ``SiamFCTracker``; a net whose weights
+    already are bf16 (``SiamFCTracker.net`` under bf16) runs so whatever ``precision`` says.  Returns ``hit``
+    (bool N: within ``r_pos`` px, default 16, Euclidean) and ``error_px``.
     """
     r_pos = 16.0 if r_pos is None else float(r_pos)
+    if check_precision(precision) == "auto":
+        raise PrecisionError("localisation takes a resolved precision (fp32 or bf16); call resolve_precision first")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     dev = resolve_device(device)
     was_training = net.training
     try:
         inf = fuse_bn(net).to(dev)                      # an eval-mode copy: the caller's net is untouched
-        bf16 = any(p.dtype == torch.bfloat16 for p in inf.parameters())   # a bf16 tracker's ``net``
+        bf16 = precision == "bf16" or any(p.dtype == torch.bfloat16 for p in inf.parameters())
+        if bf16:
+            bf16_weights(inf.backbone)                  # the tracker's rule: phi in bf16, the xcorr in fp32
         fmt = torch.channels_last if dev.type == "cpu" else torch.contiguous_format
         pred = np.empty((len(pairs), 2), np.float64)
         sz, sx = pairs.z.shape[-1], pairs.x.shape[-1]

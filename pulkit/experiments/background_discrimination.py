@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from pulkit.core import artifacts, paths
+from pulkit.core.config import without_claims
 from pulkit.core.io import read_jsonl, write_npz
 from pulkit.core.results import save_results
 from pulkit.data.inventory import training_video  # noqa: F401 (notebook 01's video)
@@ -30,6 +31,7 @@ from pulkit.method.bd import bd_batches, hardness_stats, log_path, train_bd
 from pulkit.method.loop import config_diff, load_training_checkpoint
 from pulkit.method.reference import random_bn
 from pulkit.models.net import load_net, resolve_device
+from pulkit.models.precision import resolve_precision
 
 NOTEBOOK = "01_background_discrimination"
 SAMPLERS = ("ahm", "rss")
@@ -49,17 +51,13 @@ def _run(name: str) -> tuple[str, str]:
 
 
 # --------------------------------------------------------------------------- runs
-_CLAIM_FIELDS = ("claim_batches", "claim_seeds", "claim_seeds_main")
-
-
 def run_config(cfg, name: str):
     """The effective config of run ``name``: its backbone and sampler, and for CIResNet-22
-    ``bd.steps_ciresnet22`` steps when that is set.  The ``bd.claim_*`` settings (which runs the claim
-    compares, not how one trains) are reset to their defaults, so changing them retrains no BD run."""
+    ``bd.steps_ciresnet22`` steps when that is set.  The claims' settings (which runs a claim compares,
+    not how one trains) are reset to their defaults (``without_claims``), so changing them retrains no BD run."""
     sampler, backbone = _run(name)
     steps = cfg.bd.steps_ciresnet22 if backbone == "ciresnet22" and cfg.bd.steps_ciresnet22 else cfg.bd.steps
-    neutral = {k: getattr(type(cfg.bd)(), k) for k in _CLAIM_FIELDS}
-    return cfg.override({"model": {"backbone": backbone}, "bd": {"sampler": sampler, "steps": int(steps), **neutral}})
+    return without_claims(cfg).override({"model": {"backbone": backbone}, "bd": {"sampler": sampler, "steps": int(steps)}})
 
 
 def select_runs(names=None) -> list[str]:
@@ -232,7 +230,7 @@ def claim_plan(cfg) -> pd.DataFrame:
                 c = claim_run_config(cfg, sampler, b, s)
                 path = claim_checkpoint(cfg, sampler, b, s)
                 rows.append({"batch_size": b, "seed": s, "sampler": sampler, "steps": int(c.bd.steps),
-                             "lr": float(c.bd.lr), "warmup": int(c.bd.warmup), "checkpoint": path,
+                             "lr": float(c.bd.lr), "warmup": float(c.bd.warmup), "checkpoint": path,
                              "reused": path == checkpoint(cfg.profile, f"{sampler}_alexnet")})
     return pd.DataFrame(rows)
 
@@ -272,17 +270,18 @@ def pairs_digest(pairs) -> str:
     return _digest((k, getattr(pairs, k)) for k in ("z", "x", "offset", "video"))
 
 
-def cached_localisation(net, pairs, pairs_key: str | None = None, device: str = "auto") -> dict[str, np.ndarray]:
-    """``localisation(net, pairs)``, kept on disk under ``cache_dir()/bd_claim_localisation`` keyed by the
-    network's state (weights and BatchNorm statistics), the pairs, the device type and the source of
-    ``localisation``: a re-run of notebook 01 with unchanged checkpoints re-scores nothing."""
+def cached_localisation(net, pairs, pairs_key: str | None = None, device: str = "auto",
+                        precision: str = "fp32") -> dict[str, np.ndarray]:
+    """``localisation(net, pairs, precision=precision)``, kept on disk under ``cache_dir()/bd_claim_localisation``
+    keyed by the network's state (weights and BatchNorm statistics), the pairs, the device type, the precision
+    and the source of ``localisation``: a re-run of notebook 01 with unchanged checkpoints re-scores nothing."""
     key = "_".join((_digest(net.state_dict().items()), pairs_key or pairs_digest(pairs), resolve_device(device).type,
-                    _LOC_CODE))
+                    precision, _LOC_CODE))
     path = paths.cache_dir() / "bd_claim_localisation" / f"loc_{key}.npz"
     if path.is_file():
         with np.load(path, allow_pickle=False) as z:
             return {k: z[k] for k in ("hit", "error_px", "pred_px")}
-    loc = localisation(net, pairs, device=device)
+    loc = localisation(net, pairs, device=device, precision=precision)
     write_npz(path, {k: np.asarray(loc[k]) for k in ("hit", "error_px", "pred_px")})
     return loc
 
@@ -334,16 +333,18 @@ def ahm_small_batch_claim(cfg, ckpts: Mapping[tuple[str, int, int], Path], seque
     if missing:
         raise ValueError(f"ahm_small_batch_claim: no checkpoint for runs {missing} (run train_claim_runs first)")
     hits, runs, pkey = {}, [], pairs_digest(pairs)
+    precision = resolve_precision(cfg.precision, device)       # scored as trained
     for row in plan.itertuples(index=False):
         key = (row.sampler, int(row.batch_size), int(row.seed))
-        loc = cached_localisation(load_net(ckpts[key], device), pairs, pkey, device=device)
+        loc = cached_localisation(load_net(ckpts[key], device), pairs, pkey, device=device, precision=precision)
         hits[key] = loc["hit"]
         runs.append({"batch_size": key[1], "seed": key[2], "sampler": key[0], "steps": int(row.steps),
                      "reused": bool(row.reused), "checkpoint": _checkpoint_name(cfg.profile, ckpts[key]),
                      **_loc_numbers(loc), "train_hardness": float(read_log(ckpts[key])["hardness"].mean())})
     reference, ref_rows = {}, []
     for s in sorted({int(x) for x in plan["seed"]}):
-        loc = cached_localisation(random_bn(cfg.override(seed=s), sequences, "alexnet", device), pairs, pkey, device)
+        loc = cached_localisation(random_bn(cfg.override(seed=s), sequences, "alexnet", device), pairs, pkey, device,
+                                  precision)
         reference[s] = loc["hit"]
         ref_rows.append({"seed": s, **_loc_numbers(loc)})
     batches = [int(b) for b in cfg.bd.claim_batches]

@@ -23,6 +23,7 @@ from pulkit.data.synthetic import ensure_synthetic
 from pulkit.evaluation.powered import claim_record, eval_pairs, eval_videos, localisation, paired_diff
 from pulkit.method.reference import bn_crops, estimate_bn, random_bn, raw_init
 from pulkit.models.net import load_net
+from pulkit.models.precision import resolve_precision
 from pulkit.tracking.siamfc import SiamFCTracker, load_tracker
 from pulkit.tracking.static import STATIC, StaticTracker
 
@@ -372,6 +373,7 @@ def pul_claims(ts: TrackerSet, cfg, otb_results: Mapping[str, Mapping], groups: 
     evaluation sequences.  Returns ``{"claims": [records], "measures": {tracker: {...}}}``.
     """
     pairs, videos = eval_pairs(cfg), eval_videos(cfg)
+    precision = resolve_precision(cfg.precision, device)     # every net scored as it trains and tracks
     real = list(groups.get("real", []))
     scores: dict[str, dict[str, Any]] = {}
 
@@ -379,7 +381,8 @@ def pul_claims(ts: TrackerSet, cfg, otb_results: Mapping[str, Mapping], groups: 
         if name not in scores:
             tracker = ts.trackers[ts.aliases.get(name, name)]
             held = ev.evaluate_otb(tracker, videos, profile=profile, progress=progress)
-            loc = localisation(tracker.net, pairs, cfg.nr.r_pos, device=device) if hasattr(tracker, "net") else None
+            loc = (localisation(tracker.net, pairs, cfg.nr.r_pos, device=device, precision=precision)
+                   if hasattr(tracker, "net") else None)
             scores[name] = {"heldout_auc": _per_sequence(held, [v.name for v in videos]),
                             "real_auc": _per_sequence(otb_results[name], real) if name in otb_results else None,
                             "hit": None if loc is None else loc["hit"]}
@@ -404,7 +407,7 @@ def pul_claims(ts: TrackerSet, cfg, otb_results: Mapping[str, Mapping], groups: 
     if "AlexPUL" in ts.checkpoints:   # diagnostic: AlexPUL's weights with BN statistics estimated like random_bn's
         net = load_net(ts.checkpoints["AlexPUL"], device)
         estimate_bn(net.backbone, (b.to(next(net.parameters()).device) for b in bn_crops(cfg, training_video(cfg))))
-        hit = localisation(net, pairs, cfg.nr.r_pos, device=device)["hit"]
+        hit = localisation(net, pairs, cfg.nr.r_pos, device=device, precision=precision)["hit"]
         scores["AlexPUL (BN re-estimated)"] = {"heldout_auc": np.full(len(videos), np.nan), "real_auc": None, "hit": hit}
         records.append(claim_record("pul_vs_random_bn", f"localisation accuracy ({len(pairs)} held-out pairs)",
                                     "fraction", "AlexPUL (BN re-estimated, diagnostic)", RANDOM_BN,

@@ -41,6 +41,7 @@ from pulkit.method.supervised import (
     training_signature,
 )
 from pulkit.models.net import load_net, resolve_device
+from pulkit.models.precision import resolve_precision
 from pulkit.tracking.siamfc import SiamFCTracker
 
 LOSSES = ("bce", "nr", "nr_fixed")            # balanced BCE | NR, sigma matched to the noise | NR, sigma nr.sigma_px
@@ -478,10 +479,11 @@ def train_noise_run(cfg, loss: str, level: float, seed: int, data, ckpt, device=
 
 
 # --------------------------------------------------------------------------- measures
-def training_fit(net, data: NoisyPairs, r_pos: float, device="auto") -> dict[str, Any]:
+def training_fit(net, data: NoisyPairs, r_pos: float, device="auto", precision: str = "fp32") -> dict[str, Any]:
     """Where ``net`` peaks on its own training pairs: ``noisy`` / ``clean``, the fractions within ``r_pos``
-    (search-crop px) of the noisy label / of the true centre, with the per-pair ``hit_noisy`` / ``hit_clean``."""
-    loc = powered.localisation(net, data.pairset("label"), r_pos, device=device)
+    (search-crop px) of the noisy label / of the true centre, with the per-pair ``hit_noisy`` / ``hit_clean``;
+    ``precision``: as ``powered.localisation``."""
+    loc = powered.localisation(net, data.pairset("label"), r_pos, device=device, precision=precision)
     hit_clean = np.linalg.norm(loc["pred_px"] - data.true.numpy().astype(np.float64), axis=1) <= r_pos
     return {"noisy": float(loc["hit"].mean()), "clean": float(hit_clean.mean()), "hit_noisy": loc["hit"],
             "hit_clean": hit_clean}
@@ -504,7 +506,8 @@ def reference_scores(cfg, pairs, device="auto", sequences=None) -> dict[str, Any
     default ``training_video(cfg)``) scored on ``pairs``: ``name``, ``hit`` and ``error_px`` per pair."""
     seqs = training_video(cfg) if sequences is None else list(sequences)
     net = random_bn(cfg, seqs, device=device)
-    loc = powered.localisation(net, pairs, cfg.nr.r_pos, device=device)
+    loc = powered.localisation(net, pairs, cfg.nr.r_pos, device=device,
+                               precision=resolve_precision(cfg.precision, device))
     return {"name": "random_bn", "hit": loc["hit"], "error_px": loc["error_px"]}
 
 
@@ -545,6 +548,7 @@ def run_noise_experiment(cfg, out=None, device="auto", *, sequences: Mapping[str
     check_training_sequences(cfg, train_seqs)
     pairs = evaluation_pairs(cfg) if pairs is None else pairs
     cells = grid(cfg)
+    precision = resolve_precision(cfg.precision, device)     # scored as trained
     res = NoiseRuns(pd.DataFrame(columns=list(RUN_COLUMNS)), {}, unit=nc.unit, eval_pairs=len(pairs))
     rows = []
     bar = tqdm(total=len(cells) * len(nc.seeds), desc="noise runs", disable=not progress)
@@ -556,12 +560,12 @@ def run_noise_experiment(cfg, out=None, device="auto", *, sequences: Mapping[str
                 ckpt = checkpoint_path(cfg, loss, level, seed, out)
                 train_noise_run(cfg, loss, level, seed, data, ckpt, device, progress)
                 net = load_net(ckpt, device=device)
-                loc = powered.localisation(net, pairs, cfg.nr.r_pos, device=device)
+                loc = powered.localisation(net, pairs, cfg.nr.r_pos, device=device, precision=precision)
                 summ = powered.localisation_summary(loc)
                 key = ckpt.stem
                 res.keys[(loss, float(level), int(seed))] = key
                 res.hits[key] = loc["hit"]
-                fit = training_fit(net, data, cfg.nr.r_pos, device) if isinstance(data, NoisyPairs) else None
+                fit = training_fit(net, data, cfg.nr.r_pos, device, precision) if isinstance(data, NoisyPairs) else None
                 if fit is not None:
                     res.fits[key] = {"noisy": fit["hit_noisy"], "clean": fit["hit_clean"]}
                 sigma = (float(data.sigma_px.mean()) if isinstance(data, NoisyPairs) and loss == "nr" else

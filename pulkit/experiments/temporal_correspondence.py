@@ -14,7 +14,7 @@ import pandas as pd
 import torch
 
 from pulkit.core import artifacts, paths
-from pulkit.core.config import ConfigError
+from pulkit.core.config import ConfigError, without_claims
 from pulkit.core.io import read_json, write_json
 from pulkit.core.provenance import config_hash
 from pulkit.core.results import save_results
@@ -23,6 +23,7 @@ from pulkit.data.inventory import profile_sequences, training_video
 from pulkit.data.sequences import DataError, unlabeled
 from pulkit.evaluation.powered import (
     claim_record,
+    combine_seeds,
     eval_pairs,
     eval_videos,
     localisation,
@@ -81,8 +82,9 @@ def quality_sequences(cfg, data_root=None) -> list:
 
 # --------------------------------------------------------------------------- TC runs (02, 03)
 def tc_run_config(cfg, loss: str, backbone: str):
-    """``cfg`` with the run's TC loss and backbone written in (what its checkpoints record)."""
-    return cfg.override({"tc": {"loss": loss}, "model": {"backbone": backbone}})
+    """``cfg`` with the run's TC loss and backbone written in (what its checkpoints record); the claims' fields
+    (which runs a claim compares, not how one trains) are reset (``without_claims``), so changing them retrains no run."""
+    return without_claims(cfg).override({"tc": {"loss": loss}, "model": {"backbone": backbone}})
 
 
 def run_tc(cfg, loss: str, backbone: str, device="auto", progress: bool = True, data_root=None) -> pd.DataFrame:
@@ -111,11 +113,16 @@ def stale_round(cfg, loss: str, backbone: str) -> int | None:
     ``run_progressive`` skips a complete round by its config alone; when notebook 01 re-trains BD,
     its rounds would be kept although they descend from the old BD.  ``run_tc`` then retrains them.
     """
-    out_dir = artifacts.tc_dir(cfg.profile, loss, backbone)
-    for r in range(1, cfg.tc.rounds + 1):
+    return first_stale_round(artifacts.tc_dir(cfg.profile, loss, backbone),
+                             artifacts.bd_checkpoint(cfg.profile, "ahm", backbone), cfg.tc.rounds)
+
+
+def first_stale_round(out_dir: Path, bd: Path, rounds: int) -> int | None:
+    """``stale_round`` of the ``rounds`` rounds that ``run_progressive`` wrote into ``out_dir`` from ``bd``."""
+    out_dir = Path(out_dir)
+    for r in range(1, int(rounds) + 1):
         meta = out_dir / f"pairs_round{r}.json"
-        init = (artifacts.bd_checkpoint(cfg.profile, "ahm", backbone) if r == 1
-                else artifacts.tc_checkpoint(cfg.profile, r - 1, loss, backbone))
+        init = Path(bd) if r == 1 else out_dir / f"tc_round{r - 1}.pt"     # run_progressive's names
         if not meta.is_file() or not init.is_file():
             return None
         if read_json(meta).get("init_digest") != file_digest(init):
@@ -285,11 +292,44 @@ def split_gallery(gallery: dict[str, Any]) -> tuple[dict[str, Any], dict[str, np
 
 # --------------------------------------------------------------------------- 02's results
 # --------------------------------------------------------------------------- the rounds claim (02)
-def _train_control(cfg, init: Path, pairs, seqs, ckpt: Path, device, progress: bool) -> Path:
-    """One control round; a checkpoint left by another config is retrained (with a warning), as
-    ``run_progressive`` does for the rounds themselves."""
+def claim_seeds(cfg) -> tuple[int, ...]:
+    """Seeds of the rounds claim's main comparison: ``tc.claim_seeds``, or the main run's seed alone (None).
+    At the main seed the comparison uses AlexPUL's rounds and ``no_remine.pt``; every other seed its own runs
+    (``artifacts.rounds_seed_dir``), all from the same BD checkpoint."""
+    seeds = cfg.tc.claim_seeds
+    if seeds is None:
+        return (int(cfg.seed),)
+    seeds = tuple(int(s) for s in seeds)
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ValueError(f"tc.claim_seeds must be distinct seeds (or None: the main run's seed), "
+                         f"got {cfg.tc.claim_seeds}")
+    return seeds
+
+
+def control_inputs_path(ckpt: Path) -> Path:
+    """Beside a control's checkpoint: the digests of the model and the pairs file it was trained from."""
+    return Path(ckpt).with_suffix(".inputs.json")
+
+
+def _train_control(cfg, init: Path, pairs, seqs, ckpt: Path, device, progress: bool,
+                   pairs_file: Path | None = None) -> Path:
+    """One control round from ``init`` on ``pairs`` (a pairs file, or a table saved as ``pairs_file``).  A checkpoint
+    left by another config is retrained (with a warning), as ``run_progressive`` does for the rounds; so is one trained
+    from other inputs than ``init`` and the pairs file now (their digests in ``control_inputs_path``: notebook 01 or
+    the rounds re-ran), or one without that record."""
+    ckpt = Path(ckpt)
+    inputs = {"init_digest": file_digest(init),
+              "pairs_digest": file_digest(pairs if pairs_file is None else pairs_file)}
+    record = control_inputs_path(ckpt)
+    recorded = record.is_file() and read_json(record) == inputs
+    resume = recorded or not ckpt.is_file()
+    if not resume:
+        print(f"{ckpt}: trained from another model or pairs than {Path(init).name} and the current pairs "
+              "(or unrecorded): retraining from scratch")
+    if not recorded:                      # written before training: an interrupted run resumes against it
+        write_json(record, inputs)
     try:
-        return train_tc_round(cfg, init, pairs, seqs, 1, ckpt, device=device, progress=progress)
+        return train_tc_round(cfg, init, pairs, seqs, 1, ckpt, resume=resume, device=device, progress=progress)
     except ValueError as e:
         if "different config" not in str(e):
             raise
@@ -297,16 +337,39 @@ def _train_control(cfg, init: Path, pairs, seqs, ckpt: Path, device, progress: b
         return train_tc_round(cfg, init, pairs, seqs, 1, ckpt, resume=False, device=device, progress=progress)
 
 
-def train_rounds_controls(cfg, device="auto", progress: bool = True, data_root=None) -> dict[str, Path]:
+def _seed_runs(scfg, once, bd: Path, videos, seqs, device, progress: bool) -> dict[str, Any]:
+    """A claim seed other than the main run's: ``tc.rounds`` re-mined rounds and ``no_remine`` (on its own round-1
+    pairs), both from ``bd``, into ``artifacts.rounds_seed_dir`` (complete ones reused; from another BD: retrained)."""
+    s = int(scfg.seed)
+    out_dir = artifacts.rounds_seed_dir(scfg.profile, s)
+    stale = first_stale_round(out_dir, bd, scfg.tc.rounds)
+    if stale is not None:
+        print(f"rounds claim, seed {s}: round {stale} was mined by another model than the current "
+              f"{'BD checkpoint' if stale == 1 else f'round {stale - 1}'} (notebook 01 re-ran?): "
+              "retraining every round")
+    print(f"rounds claim, seed {s}: {scfg.tc.rounds} rounds from {bd.name} (complete rounds reused) into {out_dir}")
+    rounds = [Path(p) for p in run_progressive(scfg, bd, videos, out_dir, device=device, resume=stale is None,
+                                               progress=progress)]
+    print(f"rounds claim, seed {s}: no re-mining control ({once.tc.steps_per_round} steps on its round-1 pairs)")
+    no_remine = _train_control(once, bd, out_dir / f"pairs_round1{pairs_suffix()}", seqs, out_dir / "no_remine.pt",
+                               device, progress)
+    return {"rounds": rounds, "no_remine": no_remine}
+
+
+def train_rounds_controls(cfg, device="auto", progress: bool = True, data_root=None) -> dict[str, Any]:
     """The two controls of the claim "progressive rounds help" (complete checkpoints reused):
 
     ``no_remine``: the same total steps (rounds x steps) in one round on round-1 pairs, from the BD model,
     under the same schedule; ``from_random_bn``: round 1 mined and learned from ``random_bn`` instead of
     the BD model, with round 1's schedule (does BD help TC?).  Files under ``artifacts.rounds_controls_dir``.
+    ``seeds``: per claim seed other than the main run's (``claim_seeds``) its own rounds and ``no_remine``
+    from the same BD checkpoint (``_seed_runs``): ``{seed: {"rounds": [checkpoints], "no_remine": checkpoint}}``.
     """
     out_dir = artifacts.rounds_controls_dir(cfg.profile)
     out_dir.mkdir(parents=True, exist_ok=True)
-    seqs = [unlabeled(s) for s in training_video(cfg, data_root)]
+    seeds = claim_seeds(cfg)
+    videos = training_video(cfg, data_root)
+    seqs = [unlabeled(s) for s in videos]
     bd = require_complete(artifacts.bd_checkpoint(cfg.profile, "ahm", "alexnet"), cfg.profile, "BD checkpoint (AHM)")
     pairs1 = artifacts.tc_dir(cfg.profile, "nr", "alexnet") / f"pairs_round1{pairs_suffix()}"
     if not pairs1.is_file():
@@ -316,14 +379,18 @@ def train_rounds_controls(cfg, device="auto", progress: bool = True, data_root=N
     once = rcfg.override({"tc": {"rounds": 1, "steps_per_round": steps}})
     no_remine = _train_control(once, bd, pairs1, seqs, out_dir / "no_remine.pt", device, progress)
     init = out_dir / "random_bn_init.pt"
-    net = random_bn(rcfg, training_video(cfg, data_root), "alexnet", device="cpu")
+    net = random_bn(rcfg, videos, "alexnet", device="cpu")
     saved = load_net(init, "cpu").state_dict() if init.is_file() else {}
     if any(k not in saved or not torch.equal(v, saved[k]) for k, v in net.state_dict().items()):
         save_checkpoint(init, net, rcfg, stage="random_bn")   # rewritten only when it changed: mining reuses pairs
-    table, _ = mine_round(rcfg, init, seqs, 1, rcfg.mining.spans[0], out_dir / f"from_random_bn_pairs{pairs_suffix()}",
-                          out_dir / "from_random_bn_pairs.json", True, device, progress)
-    from_rbn = _train_control(rcfg, init, table, seqs, out_dir / "from_random_bn_round1.pt", device, progress)
-    return {"no_remine": no_remine, "random_bn_init": init, "from_random_bn": from_rbn}
+    rbn_pairs = out_dir / f"from_random_bn_pairs{pairs_suffix()}"
+    table, _ = mine_round(rcfg, init, seqs, 1, rcfg.mining.spans[0], rbn_pairs, out_dir / "from_random_bn_pairs.json",
+                          True, device, progress)
+    from_rbn = _train_control(rcfg, init, table, seqs, out_dir / "from_random_bn_round1.pt", device, progress,
+                              pairs_file=rbn_pairs)
+    others = {s: _seed_runs(rcfg.override(seed=s), once.override(seed=s), bd, videos, seqs, device, progress)
+              for s in seeds if s != int(cfg.seed)}
+    return {"no_remine": no_remine, "random_bn_init": init, "from_random_bn": from_rbn, "seeds": others}
 
 
 def pair_precision(table: pd.DataFrame, labelled: dict[str, Any], iou_min: float = 0.5) -> dict[str, Any]:
@@ -338,56 +405,101 @@ def pair_precision(table: pd.DataFrame, labelled: dict[str, Any], iou_min: float
             "n": int(len(ok))}
 
 
-def rounds_claim(cfg, controls: dict[str, Path], device="auto", progress: bool = True, data_root=None,
+def claim_arms(cfg, controls: dict[str, Any]) -> dict[int, tuple[str, Path, str, Path]]:
+    """Per claim seed, ``(treatment name, round-R checkpoint, control name, no_remine checkpoint)``: the main seed's
+    are AlexPUL's round R ("round R") and ``controls["no_remine"]`` ("no re-mining"); another seed's its own runs
+    from ``controls["seeds"]`` ("round R (seed s)", "no re-mining (seed s)")."""
+    last = f"round {cfg.tc.rounds}"
+    out = {}
+    for s in claim_seeds(cfg):
+        if s == int(cfg.seed):
+            out[s] = (last, artifacts.tc_checkpoint(cfg.profile, cfg.tc.rounds, "nr", "alexnet"), "no re-mining",
+                      Path(controls["no_remine"]))
+            continue
+        runs = (controls.get("seeds") or {}).get(s)
+        if runs is None:
+            raise ValueError(f"rounds claim: no runs of claim seed {s} among the controls (seeds "
+                             f"{sorted(controls.get('seeds') or {})}); run train_rounds_controls with this "
+                             "config first")
+        out[s] = (f"{last} (seed {s})", Path(runs["rounds"][-1]), f"no re-mining (seed {s})", Path(runs["no_remine"]))
+    return out
+
+
+def _seeds_record(metric: str, unit: str, treatment: str, control: str, per_seed: list[dict], seeds) -> dict[str, Any]:
+    """A claim record whose paired differences, one per seed, are combined by ``combine_seeds``."""
+    return claim_record("rounds", metric, unit, treatment, control, combine_seeds(per_seed), seeds,
+                        per_seed=[{"seed": int(s), **p} for s, p in zip(seeds, per_seed)])
+
+
+def rounds_claim(cfg, controls: dict[str, Any], device="auto", progress: bool = True, data_root=None,
                  k: int = SUMMARY_K) -> dict[str, Any]:
     """Measures and claim records of "progressive rounds help" (``powered`` functions, labels score only).
 
-    Per model (BD, each round, both controls, ``random_bn``): localisation accuracy on the run's held-out
-    clean pairs; mining error at ``k`` on the held-out videos for round R and ``no_remine``; per round the
-    precision of its mined pairs.  Records: R rounds vs ``no_remine``, and round 1 from BD vs ``from_random_bn``.
+    Per model (BD, each round, both controls, ``random_bn``, and round R and ``no_remine`` of every other claim
+    seed): localisation accuracy on the run's held-out clean pairs, in the precision the models train and track
+    with; mining error at ``k`` on the held-out videos for round R and ``no_remine`` of each seed; per round the
+    precision of its mined pairs.  Records: R rounds vs ``no_remine`` (accuracy and mining error; a paired
+    difference per claim seed, ``combine_seeds``, ``per_seed``), then at the main seed round 1 from BD vs
+    ``from_random_bn`` and round R vs ``random_bn``.
     """
     pairs, videos = eval_pairs(cfg), eval_videos(cfg)
+    precision = resolve_precision(cfg.precision, device)
+    arms = claim_arms(cfg, controls)
+    seeds = list(arms)
     models = {"random_bn": controls["random_bn_init"],       # saved by train_rounds_controls: built once
               "BD (AHM)": artifacts.bd_checkpoint(cfg.profile, "ahm", "alexnet"),
               **{f"round {r}": artifacts.tc_checkpoint(cfg.profile, r, "nr", "alexnet")
                  for r in range(1, cfg.tc.rounds + 1)},
               "no re-mining": controls["no_remine"], "round 1 from random_bn": controls["from_random_bn"]}
+    for treat, t_ckpt, ctrl, c_ckpt in arms.values():
+        models.setdefault(treat, t_ckpt)
+        models.setdefault(ctrl, c_ckpt)
     last = f"round {cfg.tc.rounds}"
+    mined = {last, "no re-mining"} | {n for a in arms.values() for n in (a[0], a[2])}
     measures, per = {}, {}
-    for name, m in models.items():
+    for i, (name, m) in enumerate(models.items(), 1):
+        if progress:
+            print(f"rounds claim: {name} ({i}/{len(models)}): localisation"
+                  + (f", mining error at k={k}" if name in mined else ""), flush=True)
         net = load_net(m if name == "random_bn" else require_complete(m, cfg.profile, name), device)
-        loc = localisation(net, pairs, cfg.nr.r_pos, device=device)
+        loc = localisation(net, pairs, cfg.nr.r_pos, device=device, precision=precision)
         per[name] = {"hit": loc["hit"], "error": loc["error_px"]}
         measures[name] = localisation_summary(loc)
-        if name in (last, "no re-mining"):      # mining on the held-out videos costs minutes: the claim's pair only
+        if name in mined:               # mining on the held-out videos costs minutes: the claim's pairs only
             err = mining_error(net, cfg, videos, k=k, device=device)
             per[name]["mining"] = err
             measures[name].update({f"mining_error_k{k}": float(np.nanmean(err)),
                                    "mining_videos": int(np.isfinite(err).sum())})
     labelled = {s.name: s for s in supervised_sequences(cfg, data_root)}
     out_dir = artifacts.tc_dir(cfg.profile, "nr", "alexnet")
-    precision = {f"round {r}": pair_precision(load_pairs(out_dir / f"pairs_round{r}{pairs_suffix()}"), labelled)
-                 for r in range(1, cfg.tc.rounds + 1)}
+    precision_of_pairs = {f"round {r}": pair_precision(load_pairs(out_dir / f"pairs_round{r}{pairs_suffix()}"),
+                                                       labelled)
+                          for r in range(1, cfg.tc.rounds + 1)}
     cdir = artifacts.rounds_controls_dir(cfg.profile)
-    precision["round 1 from random_bn"] = pair_precision(load_pairs(cdir / f"from_random_bn_pairs{pairs_suffix()}"),
-                                                         labelled)
-    seeds = [cfg.seed]
+    precision_of_pairs["round 1 from random_bn"] = pair_precision(
+        load_pairs(cdir / f"from_random_bn_pairs{pairs_suffix()}"), labelled)
+    for s, (treat, t_ckpt, _, _) in arms.items():
+        if s != int(cfg.seed):
+            precision_of_pairs[treat] = pair_precision(
+                load_pairs(t_ckpt.parent / f"pairs_round{cfg.tc.rounds}{pairs_suffix()}"), labelled)
     steps = cfg.tc.rounds * cfg.tc.steps_per_round
     treat = f"AlexPUL ({cfg.tc.rounds} rounds, re-mined)"
     ctrl = f"{steps} steps on round-1 pairs"
+    accuracy = f"localisation accuracy ({len(pairs)} held-out pairs)"
+    main = [int(cfg.seed)]
     claims = [
-        claim_record("rounds", f"localisation accuracy ({len(pairs)} held-out pairs)", "fraction", treat, ctrl,
-                     paired_diff(per[last]["hit"], per["no re-mining"]["hit"]), seeds),
-        claim_record("rounds", f"mining error at k={k} ({len(videos)} held-out videos)", "px", treat, ctrl,
-                     paired_diff(per["no re-mining"]["mining"], per[last]["mining"]), seeds),
-        claim_record("rounds", f"localisation accuracy ({len(pairs)} held-out pairs)", "fraction",
-                     "TC round 1 from BD", "TC round 1 from random_bn",
-                     paired_diff(per["round 1"]["hit"], per["round 1 from random_bn"]["hit"]), seeds),
-        claim_record("rounds", f"localisation accuracy ({len(pairs)} held-out pairs)", "fraction", treat,
-                     "random_bn", paired_diff(per[last]["hit"], per["random_bn"]["hit"]), seeds),
+        _seeds_record(accuracy, "fraction", treat, ctrl, [paired_diff(per[t]["hit"], per[c]["hit"])
+                                                          for t, _, c, _ in arms.values()], seeds),
+        _seeds_record(f"mining error at k={k} ({len(videos)} held-out videos)", "px", treat, ctrl,
+                      [paired_diff(per[c]["mining"], per[t]["mining"]) for t, _, c, _ in arms.values()], seeds),
+        claim_record("rounds", accuracy, "fraction", "TC round 1 from BD", "TC round 1 from random_bn",
+                     paired_diff(per["round 1"]["hit"], per["round 1 from random_bn"]["hit"]), main),
+        claim_record("rounds", accuracy, "fraction", treat, "random_bn",
+                     paired_diff(per[last]["hit"], per["random_bn"]["hit"]), main),
     ]
-    return {"claims": claims, "measures": measures, "pair_precision": precision, "k": int(k),
-            "heldout_videos": len(videos), "heldout_pairs": len(pairs)}
+    return {"claims": claims, "measures": measures, "pair_precision": precision_of_pairs, "k": int(k),
+            "heldout_videos": len(videos), "heldout_pairs": len(pairs), "seeds": seeds, "precision": precision,
+            "arms": {str(s): {"treatment": a[0], "control": a[2]} for s, a in arms.items()}}
 
 
 def claim_table(claim: dict[str, Any]) -> pd.DataFrame:
@@ -457,6 +569,6 @@ def write_results(cfg, rounds: pd.DataFrame, report: pd.DataFrame, gallery: dict
         "summary": tc_summary(rounds, report)}, cfg=cfg, arrays=images)
 
 
-__all__ = ["train_rounds_controls", "rounds_claim", "claim_table", "pair_precision", "run_alexpul", "run_tc", "mining_report", "round_records", "gallery_examples", "tc_curve",
+__all__ = ["train_rounds_controls", "rounds_claim", "claim_table", "claim_seeds", "claim_arms", "pair_precision", "run_alexpul", "run_tc", "mining_report", "round_records", "gallery_examples", "tc_curve",
            "write_results", "quality_sequences", "training_video", "error_by_round", "describe_mining",
            "tc_summary", "split_gallery"]

@@ -23,6 +23,7 @@ from pulkit.method.reference import random_bn
 from pulkit.method.supervised import supervised_sequences, train_supervised
 from pulkit.method.tc import train_tc_round
 from pulkit.models.net import load_net
+from pulkit.models.precision import resolve_precision
 
 STAGES = ("bd", "tc", "supervised")
 
@@ -36,7 +37,9 @@ def tune(profile: str, stage: str, lrs: Sequence[float], pairs: int = 2000, seed
     tune_pairs = clean_pairs(base, heldout_videos(base, "tune"), n=pairs, seed=seed)
     out_dir = artifacts.tuning_dir(profile)
     records = []
-    ref = localisation_summary(localisation(random_bn(base, training_video(base), device=device), tune_pairs))
+    precision = resolve_precision(base.precision, device)     # scored as trained
+    ref = localisation_summary(localisation(random_bn(base, training_video(base), device=device), tune_pairs,
+                                            device=device, precision=precision))
     for lr in lrs:
         t0 = time.time()
         cfg = base.override({stage: {"lr": float(lr)}})
@@ -51,8 +54,10 @@ def tune(profile: str, stage: str, lrs: Sequence[float], pairs: int = 2000, seed
             train_tc_round(cfg, init, table, training_video(cfg), 1, ckpt, device=device, progress=progress)
         else:
             train_supervised(cfg, supervised_sequences(cfg), ckpt, loss="bce", device=device, progress=progress)
-        summary = localisation_summary(localisation(load_net(ckpt, device), tune_pairs))
+        summary = localisation_summary(localisation(load_net(ckpt, device), tune_pairs, device=device,
+                                                    precision=precision))
         records.append({"stage": stage, "lr": float(lr), "seed": seed, **summary, "random_bn": ref,
+                        "scored_in": precision,
                         "seconds": round(time.time() - t0, 1),
                         "schedule": {k: v for k, v in cfg.to_dict()[stage].items()
                                      if k in ("lr", "lr_end", "schedule", "warmup", "steps", "batch_size")}})
