@@ -131,6 +131,19 @@ def test_no_generated_or_huge_files_tracked():
     assert not huge, f"files over {MAX_TRACKED_BYTES} bytes are tracked: {huge}"
 
 
+def test_outputs_of_other_runs_are_ignored():
+    """A sweep's or an explore's run folders (``<profile>@<key>``) and the smoke run's outputs never show up as
+    untracked files; the cpu run's figures and claims stay committable."""
+    if _git("rev-parse", "--git-dir") is None:
+        pytest.skip("not a git checkout")
+    outputs = ["figures/smoke@seed1/fig.png", "figures/cpu@seed2/fig.png", "results/cpu@seed1/01.json",
+               "results/sweeps/cpu/x.json", "runs/cpu@seed1/explore/05.ipynb", "checkpoints/cpu@seed1/bd.pt",
+               "figures/smoke/fig.png"]
+    ignored = (_git("check-ignore", "--no-index", *outputs) or "").split()
+    assert ignored == outputs
+    assert _git("check-ignore", "--no-index", "figures/cpu/fig.png", "results/cpu/claims.json") is None
+
+
 def test_no_tracked_executed_notebooks_outside_notebooks():
     stray = [f for f in tracked_files() if f.endswith(".ipynb") and not f.startswith("notebooks/")]
     assert not stray, f"notebooks outside notebooks/ are tracked (executed copies belong in runs/): {stray}"
