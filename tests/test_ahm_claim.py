@@ -50,7 +50,9 @@ def test_profiles_claim_settings():
     plan = bd_report.claim_plan(cpu)
     assert plan[plan["reused"]][["batch_size", "seed"]].drop_duplicates().values.tolist() == [[64, 0]]
     # by default (None) the main B has the main runs' seed alone: no extra training there
-    assert bd_report.claim_seeds(smoke, 8) == (0,) and bd_report.claim_seeds(smoke.override(seed=2), 8) == (2,)
+    plain = cpu.override({"bd": {"claim_seeds_main": None}})
+    assert bd_report.claim_seeds(plain, 64) == (0,) and bd_report.claim_seeds(plain.override(seed=2), 64) == (2,)
+    assert bd_report.claim_seeds(smoke, 8) == (0, 1)       # smoke: notebook 02's rounds claim needs seed 1's BD
     assert bd_report.claim_seeds(cpu.override({"bd": {"claim_seeds_main": [0, 1]}}), 64) == (0, 1)
 
 
@@ -145,7 +147,7 @@ def test_records_keys_order_and_sign():
 
 def _claim_data(verdict_gain=0.15):
     """What ahm_small_batch_claim returns, from constructed hits (no training)."""
-    cfg = load_config("smoke")
+    cfg = load_config("smoke", {"bd": {"claim_seeds_main": None}})      # B = 8: the main runs' seed only
     hits, ref = _hits(gain=verdict_gain, seeds=(0, 1))
     hits = {k: v for k, v in hits.items() if k[1] == 4 or k[2] == 0}       # B = 8: the main runs' seed only
     runs = [{"batch_size": b, "seed": s, "sampler": x, "steps": 6, "reused": b == 8, "checkpoint": "c.pt",
@@ -221,7 +223,8 @@ def env(tmp_path, monkeypatch, textured_videos):
     cfg = load_config("smoke", {
         "bd": dict(steps=2, batch_size=4, bank_refresh=2, checkpoint_every=1, log_every=1, crop_sz=95,
                    candidates_per_frame=2, texture_prior=False, max_candidates=100, exclude_frames=1,
-                   separation_frames=1, bank_batch=16, claim_batches=(2, 4), claim_seeds=(0, 1)),
+                   separation_frames=1, bank_batch=16, claim_batches=(2, 4), claim_seeds=(0, 1),
+                   claim_seeds_main=None),
         "eval": dict(heldout_videos=2, heldout_frames=8, heldout_pairs=24),
     }, device="cpu")
     videos = textured_videos(tmp_path / "frames")

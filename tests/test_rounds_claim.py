@@ -101,7 +101,7 @@ def _micro_cfg():
         "mining": dict(spans=(1, 2), candidates_per_video=2, start_stride=2, scale_num=1, response_up=4,
                        confidence="cosine", min_response=-1.0, fb_iou=0.0, eval_k=(1, 2), quality_videos=1),
         "tc": dict(rounds=2, steps_per_round=1, batch_size=3, checkpoint_every=1, log_every=1, claim_seeds=(0, 1)),
-        "bd": dict(bank_batch=8, exclude_frames=2, separation_frames=2, bank_refresh=10),
+        "bd": dict(bank_batch=8, exclude_frames=2, separation_frames=2, bank_refresh=10, claim_seeds_main=(0, 1)),
         "eval": dict(heldout_videos=2, heldout_frames=8, heldout_pairs=24),
     }, device="cpu")
 
@@ -112,14 +112,17 @@ def _use_dirs(mp, root):
         mp.setenv(var, str(root / sub))
 
 
-def _save_bd(cfg, torch_seed):
+def _save_bd(cfg, torch_seed, seed=None):
+    """A stand-in for notebook 01's BD AHM AlexNet of ``seed`` (None: the main run's)."""
     import torch
 
     from pulkit.models.net import build_net, save_checkpoint
 
     torch.manual_seed(torch_seed)
-    return save_checkpoint(artifacts.bd_checkpoint(PROFILE, "ahm", "alexnet"), build_net(cfg.model), cfg,
-                           stage="bd/ahm", step=1, complete=True)
+    path = (artifacts.bd_checkpoint(PROFILE, "ahm", "alexnet") if seed is None
+            else artifacts.bd_claim_checkpoint(PROFILE, "ahm", cfg.bd.batch_size, seed))
+    return save_checkpoint(path, build_net(cfg.model), cfg.override(seed=seed or cfg.seed), stage="bd/ahm", step=1,
+                           complete=True)
 
 
 def _mtimes(folder):
@@ -134,6 +137,7 @@ def micro(tmp_path_factory):
         _use_dirs(mp, root)
         cfg = _micro_cfg()
         _save_bd(cfg, 0)
+        _save_bd(cfg, 5, seed=1)
         tc.run_alexpul(cfg, device="cpu", progress=False)
         controls = tc.train_rounds_controls(cfg, device="cpu", progress=False)
         yield root, cfg, controls
@@ -146,7 +150,7 @@ def env(micro, monkeypatch):
     return cfg, controls
 
 
-def test_other_seeds_train_their_own_rounds_and_control_from_the_same_bd_and_are_reused(env, capsys):
+def test_other_seeds_train_their_own_rounds_and_control_from_their_bd_and_are_reused(env, capsys):
     from pulkit.method.loop import load_training_checkpoint
     from pulkit.method.mining import pairs_suffix
     from pulkit.method.tc import file_digest
@@ -157,7 +161,9 @@ def test_other_seeds_train_their_own_rounds_and_control_from_the_same_bd_and_are
     assert controls["seeds"][1]["rounds"] == [d / "tc_round1.pt", d / "tc_round2.pt"]
     assert controls["seeds"][1]["no_remine"] == d / "no_remine.pt"
     assert not (artifacts.rounds_seed_dir(PROFILE, 0)).exists()
-    bd = artifacts.bd_checkpoint(PROFILE)
+    bd = artifacts.bd_claim_checkpoint(PROFILE, "ahm", cfg.bd.batch_size, 1)      # seed 1's own BD model
+    assert tc.seed_bd(cfg, 1) == bd and tc.seed_bd(cfg, 0) == artifacts.bd_checkpoint(PROFILE)
+    assert file_digest(bd) != file_digest(artifacts.bd_checkpoint(PROFILE))
     for r in (1, 2):
         ck = load_training_checkpoint(d / f"tc_round{r}.pt")
         assert ck["complete"] and ck["config"]["seed"] == 1 and ck["config"]["tc"]["claim_seeds"] is None
@@ -237,11 +243,12 @@ def test_a_changed_bd_checkpoint_retrains_the_seeds_rounds_and_control(tmp_path,
     _use_dirs(monkeypatch, tmp_path)
     cfg = _micro_cfg().override({"tc": {"rounds": 1}})
     _save_bd(cfg, 0)
+    _save_bd(cfg, 5, seed=1)
     tc.run_alexpul(cfg, device="cpu", progress=False)
     tc.train_rounds_controls(cfg, device="cpu", progress=False)
     d = artifacts.rounds_seed_dir(PROFILE, 1)
     first = {f: (d / f).read_bytes() for f in ("tc_round1.pt", "no_remine.pt")}
-    bd = _save_bd(cfg, 1)                                        # notebook 01 re-ran: another BD checkpoint
+    bd = _save_bd(cfg, 1, seed=1)                                # notebook 01 re-ran: another BD model of seed 1
     assert tc.first_stale_round(d, bd, 1) == 1
     tc.train_rounds_controls(cfg, device="cpu", progress=False)
     assert tc.first_stale_round(d, bd, 1) is None
@@ -249,3 +256,14 @@ def test_a_changed_bd_checkpoint_retrains_the_seeds_rounds_and_control(tmp_path,
     assert read_json(tc.control_inputs_path(d / "no_remine.pt"))["init_digest"] == file_digest(bd)
     for f, old in first.items():
         assert (d / f).read_bytes() != old, f"{f} was not retrained from the new BD checkpoint"
+
+
+def test_a_seed_without_its_bd_model_is_refused_before_anything_trains(env):
+    cfg, _ = env
+    with pytest.raises(ValueError, match="seed 2.*bd.claim_seeds_main.*add 2"):
+        tc.seed_bd(cfg.override({"tc": {"claim_seeds": (0, 2)}}), 2)
+    with pytest.raises(ValueError, match="seed 2.*bd.claim_seeds_main"):
+        tc.train_rounds_controls(cfg.override({"tc": {"claim_seeds": (0, 1, 2)}}), device="cpu", progress=False)
+    missing = cfg.override({"tc": {"claim_seeds": (0, 3)}, "bd": {"claim_seeds_main": (0, 3)}})
+    with pytest.raises(Exception, match="bd_ahm_b.*_s3"):          # in the plan but not trained: names the file
+        tc.seed_bd(missing, 3)

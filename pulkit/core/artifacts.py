@@ -64,7 +64,7 @@ def rounds_controls_dir(profile: str) -> Path:
 
 def rounds_seed_dir(profile: str, seed: int) -> Path:
     """The rounds claim's runs at a seed other than the main run's: ``run_progressive``'s files (``tc_round{r}.pt``,
-    ``pairs_round{r}.*``, ...) and ``no_remine.pt``, all from the main BD checkpoint: ``tc_controls/seed<seed>/``."""
+    ``pairs_round{r}.*``, ...) and ``no_remine.pt``, both from that seed's BD model: ``tc_controls/seed<seed>/``."""
     return rounds_controls_dir(profile) / f"seed{int(seed)}"
 
 

@@ -203,8 +203,9 @@ class TCConfig:
     checkpoint_every: int = 200
     log_every: int = 10
     head_calibration: float | None = 0.5      # round 1: rescale the head so logits start with this std (mean 0 with a bias); None: off
-    # Seeds of notebook 02's rounds claim, "R rounds vs the same steps without re-mining", each TC run from the same
-    # BD checkpoint; None: the main run's seed alone (its checkpoints).  Not part of a TC run's config (tc_run_config).
+    # Seeds of notebook 02's rounds claim, "R rounds vs the same steps without re-mining": a whole pipeline per seed,
+    # from the BD model of that seed (each in bd.claim_seeds_main); None: the main run's seed alone (its checkpoints).
+    # Not part of a TC run's config (without_claims).
     claim_seeds: tuple[int, ...] | None = None
 
     def __post_init__(self):
@@ -341,7 +342,8 @@ PROFILES: dict[str, dict[str, Any]] = {
                      synthetic_width=192, synthetic_height=144, max_frames=30),
         "model": dict(exemplar_sz=103, instance_sz=207, bn_batches=2, bn_batch_size=8),
         "bd": dict(steps=6, batch_size=8, bank_refresh=3, warmup=0.1, checkpoint_every=3, max_candidates=400,
-                   candidates_per_frame=1, log_every=1, crop_sz=103, claim_batches=(4, 8), claim_seeds=(0, 1)),
+                   candidates_per_frame=1, log_every=1, crop_sz=103, claim_batches=(4, 8), claim_seeds=(0, 1),
+                   claim_seeds_main=(0, 1)),
         "mining": dict(spans=(2, 4), candidates_per_video=2, start_stride=8, max_pairs=200, min_tracks=4,
                        quality_videos=2),
         "tc": dict(rounds=2, steps_per_round=4, batch_size=4, checkpoint_every=2, schedule="cosine", warmup=0.05,

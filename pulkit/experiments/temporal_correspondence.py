@@ -294,8 +294,8 @@ def split_gallery(gallery: dict[str, Any]) -> tuple[dict[str, Any], dict[str, np
 # --------------------------------------------------------------------------- the rounds claim (02)
 def claim_seeds(cfg) -> tuple[int, ...]:
     """Seeds of the rounds claim's main comparison: ``tc.claim_seeds``, or the main run's seed alone (None).
-    At the main seed the comparison uses AlexPUL's rounds and ``no_remine.pt``; every other seed its own runs
-    (``artifacts.rounds_seed_dir``), all from the same BD checkpoint."""
+    At the main seed the comparison uses AlexPUL's rounds and ``no_remine.pt``; every other seed a whole pipeline of
+    its own: rounds and ``no_remine`` (``artifacts.rounds_seed_dir``) from the BD model of that seed (``seed_bd``)."""
     seeds = cfg.tc.claim_seeds
     if seeds is None:
         return (int(cfg.seed),)
@@ -337,9 +337,25 @@ def _train_control(cfg, init: Path, pairs, seqs, ckpt: Path, device, progress: b
         return train_tc_round(cfg, init, pairs, seqs, 1, ckpt, resume=False, device=device, progress=progress)
 
 
+def seed_bd(cfg, seed: int) -> Path:
+    """The BD AHM AlexNet of ``seed``: the main checkpoint at the run's seed, else notebook 01's claim run at the main
+    batch size (``artifacts.bd_claim_checkpoint``; the seed must be in ``bd.claim_seeds_main``, which trains it)."""
+    if int(seed) == int(cfg.seed):
+        return require_complete(artifacts.bd_checkpoint(cfg.profile, "ahm", "alexnet"), cfg.profile,
+                                "BD checkpoint (AHM)")
+    trained = (int(cfg.seed),) if cfg.bd.claim_seeds_main is None else tuple(int(s) for s in cfg.bd.claim_seeds_main)
+    if int(seed) not in trained:
+        raise ValueError(f"tc.claim_seeds has seed {seed}, whose pipeline starts from the BD model of seed {seed}; "
+                         f"notebook 01 trains BD at B = {cfg.bd.batch_size} for bd.claim_seeds_main = {trained} only: "
+                         f"add {seed} there")
+    return require_complete(artifacts.bd_claim_checkpoint(cfg.profile, "ahm", cfg.bd.batch_size, seed), cfg.profile,
+                            f"BD checkpoint (AHM, seed {seed})")
+
+
 def _seed_runs(scfg, once, bd: Path, videos, seqs, device, progress: bool) -> dict[str, Any]:
     """A claim seed other than the main run's: ``tc.rounds`` re-mined rounds and ``no_remine`` (on its own round-1
-    pairs), both from ``bd``, into ``artifacts.rounds_seed_dir`` (complete ones reused; from another BD: retrained)."""
+    pairs), both from ``bd`` (the seed's BD model), into ``artifacts.rounds_seed_dir`` (complete ones reused; from
+    another BD checkpoint: retrained)."""
     s = int(scfg.seed)
     out_dir = artifacts.rounds_seed_dir(scfg.profile, s)
     stale = first_stale_round(out_dir, bd, scfg.tc.rounds)
@@ -362,12 +378,13 @@ def train_rounds_controls(cfg, device="auto", progress: bool = True, data_root=N
     ``no_remine``: the same total steps (rounds x steps) in one round on round-1 pairs, from the BD model,
     under the same schedule; ``from_random_bn``: round 1 mined and learned from ``random_bn`` instead of
     the BD model, with round 1's schedule (does BD help TC?).  Files under ``artifacts.rounds_controls_dir``.
-    ``seeds``: per claim seed other than the main run's (``claim_seeds``) its own rounds and ``no_remine``
-    from the same BD checkpoint (``_seed_runs``): ``{seed: {"rounds": [checkpoints], "no_remine": checkpoint}}``.
+    ``seeds``: per claim seed other than the main run's (``claim_seeds``) its own rounds and ``no_remine`` from
+    that seed's BD model (``seed_bd``, ``_seed_runs``): ``{seed: {"rounds": [checkpoints], "no_remine": checkpoint}}``.
     """
     out_dir = artifacts.rounds_controls_dir(cfg.profile)
     out_dir.mkdir(parents=True, exist_ok=True)
     seeds = claim_seeds(cfg)
+    bds = {s: seed_bd(cfg, s) for s in seeds if s != int(cfg.seed)}     # checked before anything trains
     videos = training_video(cfg, data_root)
     seqs = [unlabeled(s) for s in videos]
     bd = require_complete(artifacts.bd_checkpoint(cfg.profile, "ahm", "alexnet"), cfg.profile, "BD checkpoint (AHM)")
@@ -388,8 +405,8 @@ def train_rounds_controls(cfg, device="auto", progress: bool = True, data_root=N
                           True, device, progress)
     from_rbn = _train_control(rcfg, init, table, seqs, out_dir / "from_random_bn_round1.pt", device, progress,
                               pairs_file=rbn_pairs)
-    others = {s: _seed_runs(rcfg.override(seed=s), once.override(seed=s), bd, videos, seqs, device, progress)
-              for s in seeds if s != int(cfg.seed)}
+    others = {s: _seed_runs(rcfg.override(seed=s), once.override(seed=s), b, videos, seqs, device, progress)
+              for s, b in bds.items()}
     return {"no_remine": no_remine, "random_bn_init": init, "from_random_bn": from_rbn, "seeds": others}
 
 

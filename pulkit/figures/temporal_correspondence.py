@@ -170,7 +170,7 @@ def rounds_claim(claim: Mapping[str, Any]) -> Figure:
     seeds = claim.get("seeds") or []
     if len(seeds) > 1:
         fig.suptitle(f"R rounds vs no re-mining over TC seeds {', '.join(str(s) for s in seeds)} "
-                     "(one BD model)", fontsize=9)
+                     "(a whole pipeline per seed)", fontsize=9)
     return fig
 
 
