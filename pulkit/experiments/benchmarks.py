@@ -19,8 +19,11 @@ from pulkit.core.io import atomic_write_bytes, write_json
 from pulkit.core.provenance import provenance
 from pulkit.core.results import MissingResultsError, load_results, machine, save_results
 from pulkit.data.inventory import dataset_root, profile_sequences, training_video
+from pulkit.data.sequences import DataError
 from pulkit.data.synthetic import ensure_synthetic
-from pulkit.evaluation.powered import claim_record, eval_pairs, eval_videos, localisation, paired_diff
+from pulkit.evaluation.powered import claim_record, combine_seeds, eval_pairs, eval_videos, localisation, paired_diff
+from pulkit.experiments.temporal_correspondence import claim_seeds
+from pulkit.method.loop import require_complete
 from pulkit.method.reference import bn_crops, estimate_bn, random_bn, raw_init
 from pulkit.models.net import load_net
 from pulkit.models.precision import resolve_precision
@@ -50,13 +53,19 @@ def reference_trackers(cfg, device: str = "auto", sequences=None, resnet: bool =
     seqs = training_video(cfg) if sequences is None else sequences
     out: dict[str, Any] = {STATIC: StaticTracker()}
     for name, backbone in ((RANDOM_BN, "alexnet"), (RANDOM_BN_RES, "ciresnet22"))[:2 if resnet else 1]:
-        model_cfg = dataclasses.replace(cfg.model, backbone=backbone)
-        out[name] = SiamFCTracker(random_bn(cfg, seqs, backbone, device), cfg.tracker, model_cfg, device=device,
-                                  name=name, precision=cfg.precision)
+        out[name] = random_bn_tracker(cfg, seqs, backbone, name, device)
     out[RAW_INIT] = SiamFCTracker(raw_init(cfg, "alexnet"), cfg.tracker,
                                   dataclasses.replace(cfg.model, backbone="alexnet"), device=device, name=RAW_INIT,
                                   precision=cfg.precision)
     return out
+
+
+def random_bn_tracker(cfg, sequences, backbone: str, name: str, device: str = "auto") -> SiamFCTracker:
+    """The ``random_bn`` network of ``cfg.seed`` and ``backbone`` (BN statistics from label-free crops of
+    ``sequences``) as a ``SiamFCTracker`` named ``name``, in ``cfg.precision``."""
+    model_cfg = dataclasses.replace(cfg.model, backbone=backbone)
+    return SiamFCTracker(random_bn(cfg, sequences, backbone, device), cfg.tracker, model_cfg, device=device,
+                         name=name, precision=cfg.precision)
 
 
 # --------------------------------------------------------------------------- which trackers
@@ -360,64 +369,126 @@ def acceptance_table(acc: Mapping[str, Any]):
 
 
 # --------------------------------------------------------------------------- claims
+def seed_name(name: str, seed: int) -> str:
+    """The display name of tracker ``name`` at a claim seed other than the main run's: ``"AlexPUL (seed 1)"``."""
+    return f"{name} (seed {int(seed)})"
+
+
+def alexpul_seed_trackers(cfg, seed: int, device: str = "auto") -> dict[str, Any]:
+    """AlexPUL and its ``random_bn`` AlexNet at claim seed ``seed``, built as ``tracker_set`` builds the main ones
+    and named ``seed_name``: round ``tc.rounds`` of notebook 02's whole pipeline of that seed
+    (``artifacts.rounds_seed_dir``; absent or incomplete: the error names the file and notebook 02) and
+    ``random_bn`` of ``cfg.override(seed=seed)``."""
+    s = int(seed)
+    path = require_complete(artifacts.rounds_seed_dir(cfg.profile, s) / f"tc_round{cfg.tc.rounds}.pt", cfg.profile,
+                            f"AlexPUL of claim seed {s} (round {cfg.tc.rounds} of its pipeline)")
+    alex, ref = seed_name("AlexPUL", s), seed_name(RANDOM_BN, s)
+    return {alex: load_tracker(alex, path, device, precision=cfg.precision),
+            ref: random_bn_tracker(cfg.override(seed=s), training_video(cfg), "alexnet", ref, device)}
+
+
+def real_sequences(cfg, names: Iterable[str], data_root=None) -> list:
+    """The profile's evaluation sequences named ``names`` (``profile_sequences``, as ``benchmark_sets`` reads them)."""
+    names = list(names)
+    by_name = {s.name: s for s in profile_sequences(cfg, data_root)["eval"]}
+    absent = [n for n in names if n not in by_name]
+    if absent:
+        raise DataError(f"{data_root or 'the profile default data'}: no evaluation sequence named {absent}; "
+                        "pass pul_claims the data_root the benchmarks ran on")
+    return [by_name[n] for n in names]
+
+
 def _per_sequence(result: Mapping[str, Any], names: Iterable[str]) -> np.ndarray:
     return np.array([result["sequences"][n]["success_auc"] for n in names], dtype=np.float64)
 
 
 def pul_claims(ts: TrackerSet, cfg, otb_results: Mapping[str, Mapping], groups: Mapping[str, list[str]],
-               profile: str | None, device: str = "auto", progress: bool = True) -> dict[str, Any]:
+               profile: str | None, device: str = "auto", progress: bool = True, data_root=None) -> dict[str, Any]:
     """Claim ``pul_vs_random_bn``: AlexPUL and ResPUL against their ``random_bn`` and the static box, paired.
 
     Measures: localisation accuracy on the run's held-out clean pairs (``eval_pairs``), OTB success AUC
     on the held-out synthetic videos (``eval_videos``; runs stored under ``profile``) and on the real
-    evaluation sequences.  Returns ``{"claims": [records], "measures": {tracker: {...}}}``.
+    evaluation sequences (``groups["real"]``: ``otb_results``, or tracked here for the other seeds).
+    AlexPUL's records span the claim seeds (``claim_seeds``): the main seed's trackers of ``ts``, every other
+    seed's ``alexpul_seed_trackers``; one paired difference per seed, combined by ``combine_seeds``
+    (``per_seed``); the static box is deterministic, its scores shared by every seed.  ResPUL's records and the
+    diagnostic one: the main seed.  Returns ``{"claims": [records], "measures": {tracker: {...}}, "seeds", ...}``.
     """
     pairs, videos = eval_pairs(cfg), eval_videos(cfg)
     precision = resolve_precision(cfg.precision, device)     # every net scored as it trains and tracks
     real = list(groups.get("real", []))
+    main = int(cfg.seed)
+    seeds = list(claim_seeds(cfg)) if "AlexPUL" in ts.checkpoints else []
+    others: dict[str, Any] = {}
+    for s in seeds:
+        if s != main:
+            others.update(alexpul_seed_trackers(cfg, s, device))
+    trackers = {**ts.trackers, **others}
+    real_seqs = real_sequences(cfg, real, data_root) if others and len(real) >= 2 else []
     scores: dict[str, dict[str, Any]] = {}
 
     def score(name: str) -> dict[str, Any]:
         if name not in scores:
-            tracker = ts.trackers[ts.aliases.get(name, name)]
+            if progress:
+                print(f"pul claim: {name}: {len(videos)} held-out videos, {len(pairs)} pairs"
+                      + (f", {len(real_seqs)} real sequences" if name in others and real_seqs else ""), flush=True)
+            tracker = trackers[ts.aliases.get(name, name)]
             held = ev.evaluate_otb(tracker, videos, profile=profile, progress=progress)
             loc = (localisation(tracker.net, pairs, cfg.nr.r_pos, device=device, precision=precision)
                    if hasattr(tracker, "net") else None)
-            scores[name] = {"heldout_auc": _per_sequence(held, [v.name for v in videos]),
-                            "real_auc": _per_sequence(otb_results[name], real) if name in otb_results else None,
+            if name in otb_results:
+                real_auc = _per_sequence(otb_results[name], real)
+            elif name in others and real_seqs:     # as run_benchmarks tracks the main seed's
+                real_auc = _per_sequence(ev.evaluate_otb(tracker, real_seqs, profile=profile,
+                                                         max_frames=cfg.data.max_frames, progress=progress), real)
+            else:
+                real_auc = None
+            scores[name] = {"heldout_auc": _per_sequence(held, [v.name for v in videos]), "real_auc": real_auc,
                             "hit": None if loc is None else loc["hit"]}
         return scores[name]
 
+    measured = ((f"localisation accuracy ({len(pairs)} held-out pairs)", "fraction", "hit"),
+                (f"success AUC ({len(videos)} held-out synthetic videos)", "AUC", "heldout_auc"),
+                (f"success AUC ({len(real)} real sequences)", "AUC", "real_auc"))
     records = []
     for trained, ref in PAIRED_REFERENCE.items():
         if trained not in ts.checkpoints:
             continue
-        t = score(trained)
-        for control in (ref, STATIC):
-            c = score(control)
-            if t["hit"] is not None and c["hit"] is not None:
-                records.append(claim_record("pul_vs_random_bn", f"localisation accuracy ({len(pairs)} held-out pairs)",
-                                            "fraction", trained, control, paired_diff(t["hit"], c["hit"]), [cfg.seed]))
-            records.append(claim_record("pul_vs_random_bn", f"success AUC ({len(videos)} held-out synthetic videos)",
-                                        "AUC", trained, control, paired_diff(t["heldout_auc"], c["heldout_auc"]),
-                                        [cfg.seed]))
-            if len(real) >= 2 and t["real_auc"] is not None and c["real_auc"] is not None:
-                records.append(claim_record("pul_vs_random_bn", f"success AUC ({len(real)} real sequences)", "AUC",
-                                            trained, control, paired_diff(t["real_auc"], c["real_auc"]), [cfg.seed]))
+        over_seeds = trained == "AlexPUL"
+        runs = ({s: (trained, ref) if s == main else (seed_name(trained, s), seed_name(ref, s)) for s in seeds}
+                if over_seeds else {main: (trained, ref)})
+        for is_ref in (True, False):
+            control = ref if is_ref else STATIC
+            per = {s: (score(t), score(c if is_ref else STATIC)) for s, (t, c) in runs.items()}
+            for metric, unit, key in measured:
+                if key == "real_auc" and len(real) < 2:
+                    continue
+                if any(t[key] is None or c[key] is None for t, c in per.values()):
+                    continue
+                diffs = [paired_diff(t[key], c[key]) for t, c in per.values()]
+                if over_seeds:
+                    records.append(claim_record("pul_vs_random_bn", metric, unit, trained, control,
+                                                combine_seeds(diffs), list(per),
+                                                per_seed=[{"seed": int(s), **d} for s, d in zip(per, diffs)]))
+                else:
+                    records.append(claim_record("pul_vs_random_bn", metric, unit, trained, control, diffs[0], [main]))
     if "AlexPUL" in ts.checkpoints:   # diagnostic: AlexPUL's weights with BN statistics estimated like random_bn's
         net = load_net(ts.checkpoints["AlexPUL"], device)
         estimate_bn(net.backbone, (b.to(next(net.parameters()).device) for b in bn_crops(cfg, training_video(cfg))))
         hit = localisation(net, pairs, cfg.nr.r_pos, device=device, precision=precision)["hit"]
+        reference_hit = score(RANDOM_BN)["hit"]
         scores["AlexPUL (BN re-estimated)"] = {"heldout_auc": np.full(len(videos), np.nan), "real_auc": None, "hit": hit}
         records.append(claim_record("pul_vs_random_bn", f"localisation accuracy ({len(pairs)} held-out pairs)",
                                     "fraction", "AlexPUL (BN re-estimated, diagnostic)", RANDOM_BN,
-                                    paired_diff(hit, scores[RANDOM_BN]["hit"]), [cfg.seed], role="diagnostic"))
+                                    paired_diff(hit, reference_hit), [main], role="diagnostic"))
     measures = {n: {"heldout_auc": float(np.nanmean(v["heldout_auc"])) if np.isfinite(v["heldout_auc"]).any() else None,
                     "heldout_auc_se": (float(np.std(v["heldout_auc"], ddof=1) / np.sqrt(len(v["heldout_auc"])))
                                        if np.isfinite(v["heldout_auc"]).all() and len(v["heldout_auc"]) > 1 else None),
+                    "real_auc": None if v["real_auc"] is None or not len(v["real_auc"]) else float(np.mean(v["real_auc"])),
                     "localisation_accuracy": None if v["hit"] is None else float(np.mean(v["hit"]))}
                 for n, v in scores.items()}
-    return {"claims": records, "measures": measures, "heldout_videos": len(videos), "heldout_pairs": len(pairs)}
+    return {"claims": records, "measures": measures, "heldout_videos": len(videos), "heldout_pairs": len(pairs),
+            "seeds": seeds}
 
 
 def collect_claims(cfg, own: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
