@@ -133,3 +133,10 @@ def make_got10k():
         lst.write_text("\n".join([*names, name]) + "\n")
         return folder
     return make
+
+
+def use_output_dirs(mp, root: Path) -> None:
+    """Point data, results, checkpoints and figures under ``root`` (``mp``: a pytest MonkeyPatch)."""
+    for var, sub in (("PULKIT_DATA", "data"), ("PULKIT_RESULTS", "results"), ("PULKIT_CHECKPOINTS", "checkpoints"),
+                     ("PULKIT_FIGURES", "figures")):
+        mp.setenv(var, str(root / sub))

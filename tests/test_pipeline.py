@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import use_output_dirs
 
 from pulkit.core import artifacts
 from pulkit.core.config import load_config
@@ -34,12 +35,6 @@ def micro_cfg(**data):
     }, device="cpu")
 
 
-def use_dirs(monkeypatch, root):
-    for var, sub in (("PULKIT_DATA", "data"), ("PULKIT_RESULTS", "results"), ("PULKIT_CHECKPOINTS", "checkpoints"),
-                     ("PULKIT_FIGURES", "figures")):
-        monkeypatch.setenv(var, str(root / sub))
-
-
 def fake_bd(cfg, backbone="alexnet", complete=True):
     """A BD-like checkpoint (random weights) where notebook 01 would write it."""
     torch.manual_seed(0)
@@ -53,7 +48,7 @@ def trained(tmp_path_factory):
     """AlexPUL's two micro rounds, trained once for the tests below."""
     root = tmp_path_factory.mktemp("pipeline")
     with pytest.MonkeyPatch.context() as mp:
-        use_dirs(mp, root)
+        use_output_dirs(mp, root)
         cfg = micro_cfg()
         fake_bd(cfg)
         rounds = pipeline.run_alexpul(cfg, device="cpu", progress=False)
@@ -63,13 +58,13 @@ def trained(tmp_path_factory):
 @pytest.fixture
 def env(trained, monkeypatch):
     root, cfg, rounds = trained
-    use_dirs(monkeypatch, root)
+    use_output_dirs(monkeypatch, root)
     return cfg, rounds
 
 
 # --------------------------------------------------------------------------- upstream errors
 def test_missing_bd_checkpoint_names_notebook_01(tmp_path, monkeypatch):
-    use_dirs(monkeypatch, tmp_path)
+    use_output_dirs(monkeypatch, tmp_path)
     cfg = micro_cfg()
     for run in (pipeline.run_alexpul, training.run_respul, training.run_tc_bce_ablation, pipeline.mining_report):
         with pytest.raises(MissingResultsError, match="notebooks/01_background_discrimination.ipynb") as e:
@@ -82,7 +77,7 @@ def test_missing_bd_checkpoint_names_notebook_01(tmp_path, monkeypatch):
 
 
 def test_missing_tc_rounds_name_their_notebook(tmp_path, monkeypatch):
-    use_dirs(monkeypatch, tmp_path)
+    use_output_dirs(monkeypatch, tmp_path)
     cfg = micro_cfg()
     fake_bd(cfg)
     with pytest.raises(MissingResultsError, match="02_temporal_correspondence") as e:
@@ -95,7 +90,7 @@ def test_missing_tc_rounds_name_their_notebook(tmp_path, monkeypatch):
 
 
 def test_rounds_from_an_older_bd_checkpoint_are_retrained(tmp_path, monkeypatch):
-    use_dirs(monkeypatch, tmp_path)
+    use_output_dirs(monkeypatch, tmp_path)
     cfg = micro_cfg().override({"tc": {"rounds": 1}})
     fake_bd(cfg)
     pipeline.run_alexpul(cfg, device="cpu", progress=False)
@@ -150,7 +145,7 @@ def test_mining_report_uses_no_evaluation_sequence_and_is_cached(env, monkeypatc
 
 
 def test_quality_sequences_exclude_evaluation_and_unlabeled_video(tmp_path, monkeypatch, shared_root):
-    use_dirs(monkeypatch, tmp_path)
+    use_output_dirs(monkeypatch, tmp_path)
     cfg = micro_cfg(train_sources=("synthetic", "shared"), eval_sources=("synthetic", "shared"), max_frames=4)
     cfg = cfg.override({"mining": {"quality_videos": None}})
     names = [s.name for s in pipeline.quality_sequences(cfg)]

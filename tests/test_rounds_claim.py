@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import use_output_dirs
 
 from pulkit.core import artifacts
 from pulkit.core.config import load_config
@@ -106,12 +107,6 @@ def _micro_cfg():
     }, device="cpu")
 
 
-def _use_dirs(mp, root):
-    for var, sub in (("PULKIT_DATA", "data"), ("PULKIT_RESULTS", "results"), ("PULKIT_CHECKPOINTS", "checkpoints"),
-                     ("PULKIT_FIGURES", "figures")):
-        mp.setenv(var, str(root / sub))
-
-
 def _save_bd(cfg, torch_seed, seed=None):
     """A stand-in for notebook 01's BD AHM AlexNet of ``seed`` (None: the main run's)."""
     import torch
@@ -134,7 +129,7 @@ def micro(tmp_path_factory):
     """AlexPUL's two micro rounds and the claim's controls (seed 1 its own runs), trained once."""
     root = tmp_path_factory.mktemp("rounds_claim")
     with pytest.MonkeyPatch.context() as mp:
-        _use_dirs(mp, root)
+        use_output_dirs(mp, root)
         cfg = _micro_cfg()
         _save_bd(cfg, 0)
         _save_bd(cfg, 5, seed=1)
@@ -146,7 +141,7 @@ def micro(tmp_path_factory):
 @pytest.fixture
 def env(micro, monkeypatch):
     root, cfg, controls = micro
-    _use_dirs(monkeypatch, root)
+    use_output_dirs(monkeypatch, root)
     return cfg, controls
 
 
@@ -240,7 +235,7 @@ def test_a_changed_bd_checkpoint_retrains_the_seeds_rounds_and_control(tmp_path,
     from pulkit.core.io import read_json
     from pulkit.method.tc import file_digest
 
-    _use_dirs(monkeypatch, tmp_path)
+    use_output_dirs(monkeypatch, tmp_path)
     cfg = _micro_cfg().override({"tc": {"rounds": 1}})
     _save_bd(cfg, 0)
     _save_bd(cfg, 5, seed=1)
